@@ -1,0 +1,65 @@
+"""The ``diagnostics`` job: exercises the worker protocol without TensorFlow.
+
+It reports progress over ``steps`` steps of ``step_seconds``, optionally writing a
+small GeoTIFF atomically (so cancel and crash handling can be checked on a real output),
+and can end in a chosen failure: a structured error, an unexpected exception, a hard
+crash (``SIGSEGV``), or a non-zero exit. Used by the test suite and handy to check a
+worker interpreter from the Processing settings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from otbtf_qgis.core.errors import InputError
+from otbtf_qgis.core.progress import Reporter
+from otbtf_qgis.core.raster import GeoTiffWriter
+from otbtf_qgis.core.windows import Window
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    """Settings of the diagnostics job."""
+
+    steps: int = field(default=10, metadata={"help": "number of progress steps"})
+    step_seconds: float = field(default=0.0, metadata={"help": "seconds per step"})
+    output: str = field(default="", metadata={"help": "optional GeoTIFF written one row per step"})
+    fail: Literal["none", "error", "exception", "crash", "exit"] = field(
+        default="none", metadata={"help": "how to end: none, error, exception, crash, exit"})
+
+
+def run(config: DiagnosticsConfig, reporter: Reporter) -> dict[str, Any]:
+    """Run the diagnostics job (see module docstring)."""
+    if config.steps < 1:
+        raise InputError(f"must be at least 1, got {config.steps}.", "STEPS")
+    writer = GeoTiffWriter(config.output, 8, config.steps, 1, np.uint8, (0, 1, 0, 0, 0, -1)) if config.output else None
+    try:
+        for step in range(config.steps):
+            reporter.check_canceled()
+            time.sleep(config.step_seconds)
+            if writer is not None:
+                writer.write(Window(0, step, 8, 1), np.full((1, 8, 1), step, np.uint8))
+            reporter.progress((step + 1) / config.steps)
+            if step == config.steps // 2:
+                reporter.info(f"half way: step {step + 1} of {config.steps}")
+        if config.fail == "error":
+            raise InputError("diagnostics asked to fail with a structured error.", "FAIL")
+        if config.fail == "exception":
+            raise RuntimeError("diagnostics asked to fail with an unexpected exception")
+        if config.fail == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if config.fail == "exit":
+            os._exit(3)
+        if writer is not None:
+            writer.finalize()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return {"steps": config.steps, "output": config.output or None}

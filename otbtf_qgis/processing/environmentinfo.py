@@ -1,0 +1,56 @@
+"""``otbtf:environmentinfo``: versions and devices of the worker's Python and TensorFlow."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingOutputString,
+)
+
+from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
+
+
+class EnvironmentInfoAlgorithm(OtbtfAlgorithm):
+    """Reports what a user attaches to a bug report."""
+
+    NAME = "environmentinfo"
+    DISPLAY_NAME = "Environment information"
+    GROUP = "tools"
+    HELP = ("Runs the worker Python and reports its Python, TensorFlow, Keras, numpy and GDAL versions and the "
+            "devices TensorFlow sees. Attach this to bug reports. If TensorFlow is missing, the message says how "
+            "to install it.")
+
+    TENSORFLOW = "TENSORFLOW"
+    KERAS = "KERAS"
+    PYTHON = "PYTHON"
+    NUMPY = "NUMPY"
+    GDAL = "GDAL"
+    DEVICES = "DEVICES"
+    REPORT = "REPORT"
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 - QGIS API name
+        """Declare the outputs (no input)."""
+        for key, label in ((self.PYTHON, "Python version"), (self.TENSORFLOW, "TensorFlow version"),
+                           (self.KERAS, "Keras version"), (self.NUMPY, "numpy version"),
+                           (self.GDAL, "GDAL version"), (self.DEVICES, "TensorFlow devices"),
+                           (self.REPORT, "Full report (JSON)")):
+            self.addOutput(QgsProcessingOutputString(key, self.tr(label)))
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        """Run the ``environmentinfo`` job in the worker."""
+        info = self.run_job("environmentinfo", {}, feedback)
+        devices = ", ".join(f"{d['name']} ({d['type']})" for d in info.get("tensorflow_devices", []))
+        return {
+            self.PYTHON: info.get("python"),
+            self.TENSORFLOW: info.get("tensorflow"),
+            self.KERAS: info.get("keras"),
+            self.NUMPY: info.get("numpy"),
+            self.GDAL: info.get("gdal"),
+            self.DEVICES: devices,
+            self.REPORT: json.dumps(info),
+        }

@@ -1,0 +1,55 @@
+"""Fixtures: small synthetic GeoTIFFs with known content."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+gdal.UseExceptions()
+
+UTM31_WKT = osr.SpatialReference()
+UTM31_WKT.ImportFromEPSG(32631)
+UTM31 = UTM31_WKT.ExportToWkt()
+
+
+def encoded_values(height: int, width: int, bands: int, dtype: str = "float32") -> np.ndarray:
+    """Pixel value = row * 1000 + col * 10 + band: every pixel and band is identifiable."""
+    rows, cols, band = np.meshgrid(np.arange(height), np.arange(width), np.arange(bands), indexing="ij")
+    return (rows * 1000 + cols * 10 + band).astype(dtype)
+
+
+def make_raster(path: Path, array: np.ndarray, geotransform=(500000.0, 10.0, 0.0, 4500000.0, 0.0, -10.0),
+                crs_wkt: str = UTM31, nodata: float | None = None, tiled: bool = True) -> Path:
+    """Write ``(rows, cols, bands)`` to a GeoTIFF with GDAL directly (independent of the code under test)."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    from osgeo import gdal_array
+
+    gdal_type = gdal_array.NumericTypeCodeToGDALTypeCode(array.dtype)
+    options = ["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"] if tiled else []
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), array.shape[1], array.shape[0], array.shape[2],
+                                              gdal_type, options)
+    ds.SetGeoTransform(geotransform)
+    if crs_wkt:
+        ds.SetProjection(crs_wkt)
+    for b in range(array.shape[2]):
+        band = ds.GetRasterBand(b + 1)
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        band.WriteArray(array[:, :, b])
+    ds = None
+    return path
+
+
+@pytest.fixture
+def raster_factory(tmp_path: Path) -> Callable[..., Path]:
+    counter = iter(range(10_000))
+
+    def factory(array: np.ndarray, name: str | None = None, **kwargs) -> Path:
+        return make_raster(tmp_path / (name or f"raster{next(counter)}.tif"), array, **kwargs)
+
+    return factory

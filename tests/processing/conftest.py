@@ -1,0 +1,64 @@
+"""Fixtures for the Processing side: an isolated QGIS profile and the real qgis_process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+WRAPPER = ROOT / "scripts" / "qgis_process"
+
+
+def qgis_process(args: Sequence[str], profile: Path, plugins: Path | None = None, timeout: float = 600,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the repository's qgis_process wrapper with an isolated profile."""
+    full_env = dict(os.environ)
+    full_env["OTBTF_QGIS_PROFILE"] = str(profile)
+    full_env.setdefault("OTBTF_QGIS_PYTHON", sys.executable)
+    if plugins is not None:
+        full_env["OTBTF_QGIS_PLUGINPATH"] = str(plugins)
+    if env:
+        full_env.update(env)
+    return subprocess.run([str(WRAPPER), *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def run_json(args: Sequence[str], profile: Path, **kwargs: Any) -> dict[str, Any]:
+    """``qgis_process run ... --json``; return the parsed JSON (fails the test with stderr otherwise)."""
+    done = qgis_process([*args, "--json"], profile, **kwargs)
+    start = done.stdout.find("{")
+    assert done.returncode == 0 and start >= 0, (
+        f"qgis_process failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout[start:])
+
+
+@pytest.fixture(scope="session")
+def dev_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh QGIS profile with the development plugin folder enabled."""
+    plugins = ROOT / "build" / "plugins"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "assemble_plugin.py"), "--dev", str(plugins)], check=True,
+                   capture_output=True)
+    profile = tmp_path_factory.mktemp("profile")
+    done = qgis_process(["plugins", "enable", "otbtf_qgis"], profile, plugins)
+    assert done.returncode == 0, done.stderr
+    return profile
+
+
+@pytest.fixture
+def run_alg(dev_profile: Path) -> Callable[..., dict[str, Any]]:
+    """Run ``otbtf:<alg>`` with ``KEY=value`` parameters through qgis_process; return its JSON."""
+
+    def run(alg: str, timeout: float = 600, **params: Any) -> dict[str, Any]:
+        args = ["run", alg if ":" in alg else f"otbtf:{alg}", "--"]
+        for key, value in params.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            args.extend(f"{key}={v}" for v in values)
+        return run_json(args, dev_profile, timeout=timeout)
+
+    return run

@@ -1,0 +1,67 @@
+"""The provider and the worker runner inside a QGIS application (pytest-qgis)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback
+
+from otbtf_qgis.processing import worker as worker_module
+from otbtf_qgis.processing.provider import OtbtfProvider
+from otbtf_qgis.processing.worker import worker_python
+
+
+@pytest.fixture
+def provider(qgis_app):
+    provider = OtbtfProvider()
+    assert QgsApplication.processingRegistry().addProvider(provider)
+    yield provider
+    QgsApplication.processingRegistry().removeProvider(provider)
+
+
+def test_provider_identity_and_algorithms(provider):
+    assert (provider.id(), provider.name()) == ("otbtf", "OTBTF")
+    assert not provider.icon().isNull()
+    ids = sorted(alg.id() for alg in provider.algorithms())
+    assert "otbtf:environmentinfo" in ids
+    for alg in provider.algorithms():
+        assert alg.name() == alg.name().lower() and alg.groupId() == alg.groupId().lower()
+        assert alg.shortHelpString() and not alg.icon().isNull()
+        assert type(alg.createInstance()) is type(alg)
+
+
+def test_worker_python_prefers_the_environment_variable(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("OTBTF_QGIS_PYTHON", "/opt/custom/python")
+    assert worker_python() == "/opt/custom/python"
+    monkeypatch.delenv("OTBTF_QGIS_PYTHON")
+    assert Path(worker_python()).exists()
+
+
+def test_feedback_receives_progress_and_messages(monkeypatch):
+    monkeypatch.setenv("OTBTF_QGIS_PYTHON", sys.executable)
+    feedback = QgsProcessingFeedback()
+    seen: list[float] = []
+    feedback.progressChanged.connect(seen.append)
+    result = worker_module.run_job("diagnostics", {"steps": 4, "step_seconds": 0.06}, feedback)
+    assert result["steps"] == 4
+    assert seen and seen[-1] == 100.0
+
+
+def test_worker_error_becomes_processing_exception_naming_parameter(monkeypatch):
+    monkeypatch.setenv("OTBTF_QGIS_PYTHON", sys.executable)
+    with pytest.raises(QgsProcessingException, match=r"^STEPS: expected an integer"):
+        worker_module.run_job("diagnostics", {"steps": "x"}, QgsProcessingFeedback())
+
+
+def test_cancel_from_feedback_stops_worker_and_removes_output(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("OTBTF_QGIS_PYTHON", sys.executable)
+    feedback = QgsProcessingFeedback()
+    out = tmp_path / "out.tif"
+    threading.Timer(0.8, feedback.cancel).start()
+    with pytest.raises(QgsProcessingException, match="Cancelled"):
+        worker_module.run_job("diagnostics", {"steps": 100, "step_seconds": 0.05, "output": str(out)}, feedback,
+                              outputs=[str(out)])
+    assert list(tmp_path.iterdir()) == []
