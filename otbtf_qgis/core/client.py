@@ -146,7 +146,8 @@ def run_worker(python: str, command: str, params: Mapping[str, Any], reporter: R
         raise
     finally:
         stderr_thread.join(timeout=1.0)
-        _close(process.stdin)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            _close(stream)
     if cancelled:
         _cleanup(output_paths, existed, published_too=True)
         raise CancelledError()

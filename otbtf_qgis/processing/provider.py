@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from otbtf_qgis import __version__
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
+from otbtf_qgis.processing.createenvironment import CreateEnvironmentAlgorithm
 from otbtf_qgis.processing.environmentinfo import EnvironmentInfoAlgorithm
 from otbtf_qgis.processing.resources import icon
 from otbtf_qgis.processing.worker import PYTHON_SETTING
@@ -14,7 +15,10 @@ from otbtf_qgis.processing.worker import PYTHON_SETTING
 
 def algorithm_classes() -> list[type[OtbtfAlgorithm]]:
     """Every algorithm the provider offers."""
-    return [EnvironmentInfoAlgorithm]
+    return [
+        EnvironmentInfoAlgorithm,
+        CreateEnvironmentAlgorithm,
+    ]
 
 
 class OtbtfProvider(QgsProcessingProvider):

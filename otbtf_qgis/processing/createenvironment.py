@@ -1,0 +1,97 @@
+"""``otbtf:createenvironment``: make a Python environment with TensorFlow for the plugin's worker."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsApplication,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterString,
+)
+
+from otbtf_qgis.core.environment import DEFAULT_REQUIREMENTS, create_worker_environment
+from otbtf_qgis.core.errors import CancelledError, OtbtfError
+from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
+from otbtf_qgis.processing.worker import PYTHON_SETTING, FeedbackReporter
+
+
+def qgis_python() -> str:
+    """The Python interpreter QGIS itself runs on (inside QGIS ``sys.executable`` is QGIS)."""
+    base = Path(sys.base_prefix)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [base / "bin" / f"python{version}", base / "bin" / "python3", base / "python.exe",
+                  base / "python3.exe", Path("/usr/bin/python3")]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    return sys.executable
+
+
+def default_environment_folder() -> str:
+    """``<QGIS profile folder>/otbtf_qgis/venv``: per profile, writable, outside the plugin folder."""
+    return str(Path(QgsApplication.qgisSettingsDirPath()) / "otbtf_qgis" / "venv")
+
+
+class CreateEnvironmentAlgorithm(OtbtfAlgorithm):
+    """Creates the worker's virtual environment and makes the plugin use it."""
+
+    NAME = "createenvironment"
+    DISPLAY_NAME = "Create TensorFlow environment"
+    GROUP = "tools"
+    HELP = ("Creates a Python virtual environment with TensorFlow for the OTBTF worker, on QGIS's own Python "
+            "(with its system packages, so GDAL's bindings match), installs the pinned TensorFlow with pip, checks "
+            "it, and sets it as the provider's Python interpreter. Needs the network access pip needs and about "
+            "1.5 GB of disk. Running it again on the same folder updates the environment. On Debian/Ubuntu the "
+            "packages python3-venv and python3-gdal must be installed.")
+
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    PYTHON = "PYTHON"
+    PACKAGES = "PACKAGES"
+    SET_DEFAULT = "SET_DEFAULT"
+    PYTHON_PATH = "PYTHON_PATH"
+    TENSORFLOW = "TENSORFLOW"
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 - QGIS API name
+        """Declare the parameters and outputs."""
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            self.OUTPUT_FOLDER, self.tr("Environment folder"), defaultValue=default_environment_folder()))
+        # A string, not a file parameter: interpreters are often extension-less symlinks,
+        # which the file parameter's validation rejects.
+        self.addParameter(QgsProcessingParameterString(
+            self.PYTHON, self.tr("Base Python (empty: QGIS's Python)"), optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.PACKAGES, self.tr("Packages to install (pip requirement specifiers)"),
+            defaultValue=" ".join(DEFAULT_REQUIREMENTS)))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.SET_DEFAULT, self.tr("Use it as the provider's Python interpreter"), defaultValue=True))
+        self.addOutput(QgsProcessingOutputString(self.PYTHON_PATH, self.tr("Python interpreter")))
+        self.addOutput(QgsProcessingOutputString(self.TENSORFLOW, self.tr("TensorFlow version")))
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        """Create the environment, check it, and store the setting."""
+        folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        base = self.parameterAsString(parameters, self.PYTHON, context) or qgis_python()
+        packages = self.parameterAsString(parameters, self.PACKAGES, context).split()
+        try:
+            result = create_worker_environment(folder, base, packages, verify=True,
+                                               reporter=FeedbackReporter(feedback))
+        except CancelledError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        except OtbtfError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        if self.parameterAsBoolean(parameters, self.SET_DEFAULT, context):
+            from processing.core.ProcessingConfig import ProcessingConfig  # type: ignore[import-not-found]
+
+            ProcessingConfig.setSettingValue(PYTHON_SETTING, result["python"])
+            feedback.pushInfo(f"The OTBTF provider now uses {result['python']}")
+        return {self.PYTHON_PATH: result["python"], self.TENSORFLOW: result.get("tensorflow"),
+                self.OUTPUT_FOLDER: folder}

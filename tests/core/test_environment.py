@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from otbtf_qgis.core.environment import create_worker_environment, probe_python, venv_python
+from otbtf_qgis.core.errors import DependencyError, InputError
+from otbtf_qgis.core.progress import Reporter
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+pytestmark = pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="needs the system Python")
+
+
+class Collect(Reporter):
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.messages: list[str] = []
+
+    def progress(self, fraction: float) -> None:
+        self.values.append(fraction)
+
+    def info(self, message: str) -> None:
+        self.messages.append(message)
+
+
+def test_creates_a_venv_that_sees_gdal_and_reuses_it(tmp_path: Path):
+    target = tmp_path / "env"
+    reporter = Collect()
+    result = create_worker_environment(target, SYSTEM_PYTHON, requirements=[], verify=False, reporter=reporter)
+    python = venv_python(target)
+    assert result == {"python": str(python), "tensorflow": None}
+    check = subprocess.run([str(python), "-c", "import sys, osgeo; print(sys.prefix)"], capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.strip() == str(target)
+    assert reporter.values[-1] == 1.0 and any("Creating the virtual environment" in m for m in reporter.messages)
+    marker = target / "marker"
+    marker.write_text("kept")
+    create_worker_environment(target, SYSTEM_PYTHON, requirements=[], verify=False)
+    assert marker.read_text() == "kept"
+
+
+def test_verification_reports_missing_tensorflow_with_install_command(tmp_path: Path):
+    target = tmp_path / "env"
+    if subprocess.run([SYSTEM_PYTHON, "-c", "import tensorflow"], capture_output=True).returncode == 0:
+        pytest.skip("the system Python has TensorFlow")
+    with pytest.raises(DependencyError, match=r"env/bin/python -m pip install tensorflow-cpu==2\.21\.0"):
+        create_worker_environment(target, SYSTEM_PYTHON, requirements=[], verify=True)
+
+
+def test_pip_failure_is_reported_with_its_output(tmp_path: Path):
+    with pytest.raises(DependencyError, match=r"pip failed to install \./no-such-wheel\.whl") as info:
+        create_worker_environment(tmp_path / "env", SYSTEM_PYTHON, requirements=["./no-such-wheel.whl"],
+                                  verify=False)
+    assert info.value.parameter == "PACKAGES"
+
+
+def test_bad_targets_and_interpreters(tmp_path: Path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not empty and is not a virtual environment") as info:
+        create_worker_environment(busy, SYSTEM_PYTHON, requirements=[], verify=False)
+    assert info.value.parameter == "OUTPUT_FOLDER"
+    with pytest.raises(InputError, match="cannot run"):
+        probe_python(str(tmp_path / "python42"))
+    assert probe_python(SYSTEM_PYTHON)["osgeo"] is True
+
+
+@pytest.mark.slow
+def test_full_environment_with_tensorflow(tmp_path: Path):
+    result = create_worker_environment(tmp_path / "env", SYSTEM_PYTHON)
+    assert result["tensorflow"].startswith("2.21") and result["numpy"] == "1.26.4"
