@@ -10,14 +10,15 @@ DEB_PACKAGES := qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-v
 PLUGINS := build/plugins
 PROFILE := build/profile
 QGIS_INI := $(PROFILE)/profiles/default/QGIS/QGIS3.ini
-PYTEST_CORE := $(PY) -m pytest -p no:pytest_qgis -p no:cacheprovider tests/core tests/test_architecture.py
+PYTEST_CORE := $(PY) -m pytest -p no:pytest_qgis -p no:cacheprovider tests/core tests/scripts tests/test_architecture.py
 PYTEST_QGIS := $(PY) -m pytest -p no:cacheprovider tests/processing
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: help setup system plugin-dev test test-all lint package demo bench clean
+.PHONY: help setup setup-otb system plugin-dev test test-all lint package demo bench clean
 
 help:
 	@echo "make setup     install Debian packages, .venv (TensorFlow), the development plugin and profile"
+	@echo "make setup-otb optional: Debian's OTB, its Python API built for it, pyotb, QGIS's otb provider"
 	@echo "make test      setup, then the test suite (fast tests)"
 	@echo "make test-all  setup, then every test including the slow ones"
 	@echo "make lint      ruff and mypy"
@@ -36,6 +37,10 @@ $(PY): | system
 $(REQ_STAMP): requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
+
+# Optional OTB interop (see scripts/setup-otb.sh); CI runs it so the OTB tests run there.
+setup-otb: setup
+	@scripts/setup-otb.sh
 
 plugin-dev: | $(PY)
 	@$(PY) scripts/assemble_plugin.py --dev $(PLUGINS) >/dev/null
