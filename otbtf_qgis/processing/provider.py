@@ -7,14 +7,22 @@ from qgis.PyQt.QtGui import QIcon
 
 from otbtf_qgis import __version__
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
+from otbtf_qgis.processing.createtfrecords import CreateTFRecordsAlgorithm
 from otbtf_qgis.processing.environmentinfo import EnvironmentInfoAlgorithm
+from otbtf_qgis.processing.patchesextraction import PatchesExtractionAlgorithm
+from otbtf_qgis.processing.patchesselection import PatchesSelectionAlgorithm
 from otbtf_qgis.processing.resources import icon
 from otbtf_qgis.processing.worker import PYTHON_SETTING
 
 
 def algorithm_classes() -> list[type[OtbtfAlgorithm]]:
     """Every algorithm the provider offers."""
-    return [EnvironmentInfoAlgorithm]
+    return [
+        EnvironmentInfoAlgorithm,
+        PatchesSelectionAlgorithm,
+        PatchesExtractionAlgorithm,
+        CreateTFRecordsAlgorithm,
+    ]
 
 
 class OtbtfProvider(QgsProcessingProvider):
