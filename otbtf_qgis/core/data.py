@@ -101,10 +101,13 @@ def describe_dataset(folder: str | os.PathLike[str], parameter: str = "TRAIN_DAT
         return _describe_tfrecords(path, manifest, parameter)
     if manifest is None and any(path.glob("*_patches.tif")):
         return _describe_patches(path, None, parameter)
+    inside = sorted(p.name for p in path.iterdir() if p.is_dir() and ((p / MANIFEST_NAME).is_file()
+                                                                      or (p / OUTPUT_SHAPES_NAME).is_file()))
+    hint = f" It holds the datasets {', '.join(inside)}: give one of them." if inside else ""
     raise DatasetError(
         f"'{path}' is not a dataset folder: it has neither a {MANIFEST_NAME} of a patches extraction nor the "
-        f"{OUTPUT_SHAPES_NAME} of TFRecords. Give the output folder of Patches extraction or Create TFRecords.",
-        parameter)
+        f"{OUTPUT_SHAPES_NAME} of TFRecords.{hint} Give the output folder of Patches extraction or Create "
+        "TFRecords.", parameter)
 
 
 def _existing_folder(folder: str | os.PathLike[str], parameter: str) -> Path:

@@ -247,3 +247,26 @@ def test_output_folder_overwrite_rule(tmp_path: Path):
     _, second = run(tmp_path, [raster], points, patch_sizes="5")  # our previous output: replaced
     assert first["sources"][0]["patch_size"] == [3, 3] and second["sources"][0]["patch_size"] == [5, 5]
     assert read_image(foreign / "xs_patches.tif").shape == (10, 5, 1)
+
+
+def test_cancel_leaves_nothing(tmp_path: Path, monkeypatch):
+    from otbtf_qgis.core.errors import CancelledError
+    from otbtf_qgis.core.progress import Reporter
+
+    class CancelAfter(Reporter):
+        def __init__(self, calls: int) -> None:
+            self.calls = calls
+
+        def is_canceled(self) -> bool:
+            self.calls -= 1
+            return self.calls < 0
+
+    monkeypatch.setattr(extraction, "GROUP_BYTES", 1)  # one group per point: many cancel checks
+    raster = make_raster(tmp_path / "xs.tif", encoded_values(40, 40, 1, "uint16"), nodata=65535)
+    points = make_points(tmp_path / "p.gpkg", random_points(np.random.default_rng(0), 30, 40, 40, 10.0))
+    for calls in (2, 40):  # during the nodata check, during the copy
+        with pytest.raises(CancelledError):
+            patches_extraction(PatchesExtractionConfig(sources=(str(raster),), points=str(points),
+                                                       output_dir=str(tmp_path / "out"), patch_sizes="4"),
+                               CancelAfter(calls))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["p.gpkg", "xs.tif"]
