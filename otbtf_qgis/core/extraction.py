@@ -203,11 +203,10 @@ def _locate(points: PointTable, plan: _SourcePlan, reporter: Reporter) -> None:
     centre_inside = finite & (pixel_col >= 0) & (pixel_row >= 0) & (pixel_col < info.width) & (pixel_row < info.height)
     if not centre_inside.any():
         xmin, ymin, xmax, ymax = info.extent
-        px = transform_xy(points.x, points.y, points.crs_wkt, info.crs_wkt)
         raise InputError(
             f"none of the {len(points)} points falls on the source '{plan.spec.name}' ({plan.spec.path}): the raster "
-            f"covers x {xmin:g}..{xmax:g}, y {ymin:g}..{ymax:g} in its CRS, the points x {np.min(px[0]):g}.."
-            f"{np.max(px[0]):g}, y {np.min(px[1]):g}..{np.max(px[1]):g}. Check that POINTS and SOURCES cover the "
+            f"covers x {xmin:g}..{xmax:g}, y {ymin:g}..{ymax:g} in its CRS, the points x {np.nanmin(x):g}.."
+            f"{np.nanmax(x):g}, y {np.nanmin(y):g}..{np.nanmax(y):g}. Check that POINTS and SOURCES cover the "
             "same area and that the layer's CRS is right.", "POINTS")
 
 
