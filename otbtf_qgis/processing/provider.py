@@ -8,7 +8,10 @@ from qgis.PyQt.QtGui import QIcon
 from otbtf_qgis import __version__
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 from otbtf_qgis.processing.createenvironment import CreateEnvironmentAlgorithm
+from otbtf_qgis.processing.createtfrecords import CreateTFRecordsAlgorithm
 from otbtf_qgis.processing.environmentinfo import EnvironmentInfoAlgorithm
+from otbtf_qgis.processing.patchesextraction import PatchesExtractionAlgorithm
+from otbtf_qgis.processing.patchesselection import PatchesSelectionAlgorithm
 from otbtf_qgis.processing.resources import icon
 from otbtf_qgis.processing.worker import PYTHON_SETTING
 
@@ -18,6 +21,9 @@ def algorithm_classes() -> list[type[OtbtfAlgorithm]]:
     return [
         EnvironmentInfoAlgorithm,
         CreateEnvironmentAlgorithm,
+        PatchesSelectionAlgorithm,
+        PatchesExtractionAlgorithm,
+        CreateTFRecordsAlgorithm,
     ]
 
 
