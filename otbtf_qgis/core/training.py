@@ -36,7 +36,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -420,50 +420,112 @@ class Checkpoints:
         self.state_path.unlink(missing_ok=True)
 
 
-@dataclass
-class _Progress:
-    epochs: int
-    initial_epoch: int
-    steps_per_epoch: int
-    history: dict[str, list[float]] = field(default_factory=dict)
+#: Per-batch sums accumulated over an epoch, reduced over replicas and workers.
+_STATISTICS = ("loss", "weight", "correct", "true_positives", "false_positives", "false_negatives")
 
 
-class TrainingCallback(keras.callbacks.Callback):  # type: ignore[misc]
-    """Progress per batch, cancel at the next batch, metrics per epoch, a checkpoint per epoch."""
+def batch_statistics(targets: tf.Tensor, predictions: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """Weighted sums of one batch: cross-entropy, weight, correct pixels, TP/FP/FN (threshold 0.5).
 
-    def __init__(self, reporter: Reporter, progress: _Progress, checkpoints: Checkpoints,
-                 state_extra: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.reporter = reporter
-        self.state = progress
-        self.checkpoints = checkpoints
-        self.state_extra = dict(state_extra)
-        self.epoch = progress.initial_epoch
+    Precision and recall are micro-averaged over the one-hot channels, as Keras'
+    ``Precision``/``Recall`` on one-hot targets; pixels of weight 0 (ignored) count nowhere.
+    """
+    weights = tf.cast(weights, tf.float32)
+    entropy = keras.losses.categorical_crossentropy(targets, predictions)
+    hit = tf.cast(tf.equal(tf.argmax(targets, -1), tf.argmax(predictions, -1)), tf.float32)
+    positive = tf.cast(predictions > 0.5, tf.float32)
+    channel_weights = weights[..., None]
+    return tf.stack([
+        tf.reduce_sum(entropy * weights),
+        tf.reduce_sum(weights),
+        tf.reduce_sum(hit * weights),
+        tf.reduce_sum(channel_weights * positive * targets),
+        tf.reduce_sum(channel_weights * positive * (1.0 - targets)),
+        tf.reduce_sum(channel_weights * (1.0 - positive) * targets),
+    ])
 
-    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """Remember the epoch for the progress."""
-        self.epoch = epoch
-        self.reporter.check_canceled()
 
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """Report progress; stop here if cancelled (the last checkpoint stays)."""
-        self.reporter.check_canceled()
-        total = max(1, (self.state.epochs - self.state.initial_epoch) * self.state.steps_per_epoch)
-        done = (self.epoch - self.state.initial_epoch) * self.state.steps_per_epoch + batch + 1
-        self.reporter.progress(min(done / total, 1.0))
+def metrics_from_statistics(sums: npt.NDArray[np.float64]) -> dict[str, float]:
+    """Loss (mean over labelled pixels), accuracy, precision and recall from :func:`batch_statistics` sums."""
+    loss, weight, correct, tp, fp, fn = (float(v) for v in sums)
+    return {"loss": loss / weight if weight else 0.0, "accuracy": correct / weight if weight else 0.0,
+            "precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0}
 
-    def on_test_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """Validation can be long too: honour cancel."""
-        self.reporter.check_canceled()
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """Log the metrics, extend the history, write the checkpoint."""
-        values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0}
-        self.state.history.setdefault("epoch", []).append(epoch + 1)
-        for key, value in values.items():
-            self.state.history.setdefault(key, []).append(value)
-        self.reporter.info(f"epoch {epoch + 1}/{self.state.epochs}: {format_metrics(values)}")
-        self.checkpoints.save(epoch + 1, self.state.history, self.state_extra)
+class DistributedSteps:
+    """Training and evaluation steps run with a ``tf.distribute`` strategy, one batch per call.
+
+    A custom loop rather than ``model.fit``: Keras 3's ``fit`` fails with
+    ``MultiWorkerMirroredStrategy`` (keras-team/keras#20329), and the loop gives exact
+    control over progress, cancel and the ignored pixels. The loss of a batch is the
+    cross-entropy summed over labelled pixels divided by their number over all replicas,
+    so the gradients the optimizer sums over replicas are those of the global mean.
+    """
+
+    def __init__(self, model: ModelBase, optimizer: Any, strategy: tf.distribute.Strategy) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.strategy = strategy
+        self.train_step = tf.function(self._train_step)
+        self.eval_step = tf.function(self._eval_step)
+
+    def _replica_train(self, inputs: dict[str, Any], targets: dict[str, Any], weights: dict[str, Any]) -> tf.Tensor:
+        y, w = targets[TARGET_KEY], tf.cast(weights[TARGET_KEY], tf.float32)
+        context = tf.distribute.get_replica_context()
+        total_weight = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(w))
+        with tf.GradientTape() as tape:
+            predictions = self.model(inputs, training=True)[TARGET_KEY]
+            entropy = keras.losses.categorical_crossentropy(y, predictions)
+            loss = tf.reduce_sum(entropy * w) / tf.maximum(total_weight, 1e-12)
+            if self.model.losses:
+                loss += tf.add_n(self.model.losses) / float(self.strategy.num_replicas_in_sync)
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables, strict=True))
+        return batch_statistics(y, predictions, w)
+
+    def _replica_eval(self, inputs: dict[str, Any], targets: dict[str, Any], weights: dict[str, Any]) -> tf.Tensor:
+        predictions = self.model(inputs, training=False)[TARGET_KEY]
+        return batch_statistics(targets[TARGET_KEY], predictions, weights[TARGET_KEY])
+
+    def _train_step(self, batch: Any) -> tf.Tensor:
+        sums = self.strategy.run(self._replica_train, args=tuple(batch))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+
+    def _eval_step(self, batch: Any) -> tf.Tensor:
+        sums = self.strategy.run(self._replica_eval, args=tuple(batch))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+
+    def run_epoch(self, dataset: Any, train: bool, on_batch: Callable[[int], None]) -> dict[str, float]:
+        """One pass over a distributed dataset; ``on_batch(index)`` after each batch (progress, cancel)."""
+        step = self.train_step if train else self.eval_step
+        sums = np.zeros(len(_STATISTICS))
+        for index, batch in enumerate(dataset):
+            sums += step(batch).numpy()
+            on_batch(index)
+        return metrics_from_statistics(sums)
+
+
+class SummaryWriters:
+    """TensorBoard scalars per epoch (``logs/train``, ``logs/validation``), as Keras' callback names them."""
+
+    def __init__(self, log_dir: Path, reporter: Reporter) -> None:
+        self.writers: dict[str, Any] = {}
+        if importlib.util.find_spec("tensorboard") is None:
+            reporter.warning("TensorBoard is not installed in the worker Python: no training logs "
+                             "(pip install tensorboard).")
+            return
+        for name in ("train", "validation"):
+            self.writers[name] = tf.summary.create_file_writer(str(log_dir / name))
+
+    def write(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Write ``epoch_<metric>`` scalars; ``val_*`` go to the validation log."""
+        for key, value in metrics.items():
+            writer = self.writers.get("validation" if key.startswith("val_") else "train")
+            if writer is not None:
+                with writer.as_default():
+                    tf.summary.scalar(f"epoch_{key.removeprefix('val_')}", value, step=epoch)
+        for writer in self.writers.values():
+            writer.flush()
 
 
 def format_metrics(values: Mapping[str, float]) -> str:
@@ -492,15 +554,9 @@ def _check_numbers(config: TrainModelConfig) -> None:
         raise InputError(f"must be a positive number, got {config.learning_rate}.", "LEARNING_RATE")
 
 
-def compile_model(model: ModelBase, learning_rate: float) -> Any:
-    """Compile with Adam, cross-entropy over labelled pixels and weighted metrics; return the optimizer."""
+def make_optimizer(model: ModelBase, learning_rate: float) -> Any:
+    """Adam, with its variables created (call inside the strategy scope; checkpoints need them)."""
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
-    model.compile(
-        optimizer=optimizer,
-        loss={TARGET_KEY: keras.losses.CategoricalCrossentropy(reduction="mean_with_sample_weight")},
-        weighted_metrics={TARGET_KEY: [keras.metrics.CategoricalAccuracy(name="accuracy"),
-                                       keras.metrics.Precision(name="precision"),
-                                       keras.metrics.Recall(name="recall")]})
     optimizer.build(model.trainable_variables)
     return optimizer
 
@@ -522,7 +578,7 @@ def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str,
     with strategy.scope():
         model = build_model(config, data, reporter)
         target = target_shape(model, data)
-        optimizer = compile_model(model, config.learning_rate)
+        optimizer = make_optimizer(model, config.learning_rate)
     datasets = _open_datasets(config, data, target, reporter)
     reporter.progress(0.04)
     inputs = {name: {"shape": list(spec.shape[1:]), "dtype": spec.dtype.name}
@@ -531,16 +587,36 @@ def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str,
     with _worker_workspace(chief, workspace_path) as workspace:
         checkpoints = Checkpoints(workspace, model, optimizer, inputs)
         initial_epoch, history = _start(config, checkpoints, workspace_path, reporter)
-        steps = data.train.n_samples // config.batch_size if data.train.n_samples else 1
-        progress = _Progress(config.epochs, initial_epoch, max(steps, 1), history)
-        callbacks = [TrainingCallback(reporter.sub(0.05, 0.93), progress, checkpoints,
-                                      {"n_classes": data.n_classes, "train_data": data.train.path}),
-                     *_tensorboard(workspace / LOGS, reporter)]
+        steps = max(data.train.n_samples // config.batch_size if data.train.n_samples else 1, 1)
+        loop = DistributedSteps(model, optimizer, strategy)
+        summaries = SummaryWriters(workspace / LOGS, reporter)
+        distributed = {role: strategy.experimental_distribute_dataset(dataset) for role, dataset in datasets.items()}
+        training = reporter.sub(0.05, 0.93)
+        total = max((config.epochs - initial_epoch) * steps, 1)
+        state_extra = {"n_classes": data.n_classes, "train_data": data.train.path}
         try:
-            if initial_epoch < config.epochs:
-                model.fit(datasets["train"], epochs=config.epochs, initial_epoch=initial_epoch,
-                          validation_data=datasets.get("valid"), callbacks=callbacks, verbose=0, shuffle=False)
-            test_metrics = _evaluate_test(model, datasets.get("test"), reporter.sub(0.93, 0.96))
+            for epoch in range(initial_epoch, config.epochs):
+                done = (epoch - initial_epoch) * steps
+
+                def on_train_batch(index: int, done: int = done) -> None:
+                    reporter.check_canceled()
+                    training.progress(min((done + index + 1) / total, 1.0))
+
+                metrics = loop.run_epoch(distributed["train"], True, on_train_batch)
+                if "valid" in distributed:
+                    valid = loop.run_epoch(distributed["valid"], False, lambda index: reporter.check_canceled())
+                    metrics.update({f"val_{k}": v for k, v in valid.items()})
+                history.setdefault("epoch", []).append(epoch + 1)
+                for key, value in metrics.items():
+                    history.setdefault(key, []).append(value)
+                reporter.info(f"epoch {epoch + 1}/{config.epochs}: {format_metrics(metrics)}")
+                summaries.write(epoch + 1, metrics)
+                checkpoints.save(epoch + 1, history, state_extra)
+            test_metrics: dict[str, float] = {}
+            if "test" in distributed:
+                test = loop.run_epoch(distributed["test"], False, lambda index: reporter.check_canceled())
+                test_metrics = {f"test_{k}": v for k, v in test.items()}
+                reporter.progress(0.96)
         except tf.errors.InvalidArgumentError as exc:
             error = bad_label_error(exc, data)
             if error is None:
@@ -550,7 +626,7 @@ def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str,
             raise InputError(f"out of memory during training ({exc.message.splitlines()[0]}). Lower BATCH_SIZE.",
                              "BATCH_SIZE") from exc
         reporter.check_canceled()
-        metrics = {k: v[-1] for k, v in progress.history.items() if k != "epoch" and v}
+        metrics = {k: v[-1] for k, v in history.items() if k != "epoch" and v}
         metrics.update(test_metrics)
         training_info = {"patch_size": _xy(next(iter(data.patch_sizes().values()))),
                          "epochs": config.epochs, "batch_size": config.batch_size,
@@ -558,7 +634,7 @@ def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str,
                          "label_key": data.label_key, "ignore_label": data.ignore_label, "metrics": metrics}
         destination = output if chief else workspace / "model"
         description = export_model(model, destination, data.patch_sizes(), data.class_names, training_info,
-                                   progress.history, reporter)
+                                   history, reporter)
         reporter.progress(1.0)
     if test_metrics:
         reporter.info(f"test: {format_metrics(test_metrics)}")
@@ -578,15 +654,6 @@ def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str,
         "class_names": data.class_names,
         "serving": serving,
     }
-
-
-def _tensorboard(log_dir: Path, reporter: Reporter) -> list[Any]:
-    """The TensorBoard callback, or nothing (with a warning) when TensorBoard is not installed."""
-    if importlib.util.find_spec("tensorboard") is None:
-        reporter.warning("TensorBoard is not installed in the worker Python: no training logs "
-                         "(pip install tensorboard).")
-        return []
-    return [keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)]
 
 
 def _xy(rows_cols: tuple[int, int]) -> list[int]:
@@ -624,17 +691,3 @@ def _open_datasets(config: TrainModelConfig, data: TrainingData, target: tuple[i
         preprocess = make_preprocessing_fn(data, target, parameter, reporter)
         datasets[role] = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     return datasets
-
-
-def _evaluate_test(model: ModelBase, dataset: tf.data.Dataset | None, reporter: Reporter) -> dict[str, float]:
-    if dataset is None:
-        return {}
-
-    class Cancel(keras.callbacks.Callback):  # type: ignore[misc]
-        def on_test_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-            reporter.check_canceled()
-
-    results = model.evaluate(dataset, return_dict=True, verbose=0, callbacks=[Cancel()])
-    reporter.progress(1.0)
-    return {f"test_{k}": float(v) for k, v in results.items()}
-

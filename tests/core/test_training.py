@@ -292,3 +292,44 @@ def test_bad_inputs_before_training(folders: dict[str, Path], tmp_path: Path):
     with pytest.raises(InputError, match="CLASS_NAME is set but MODEL_FILE is empty"):
         run(config(folders, tmp_path / "m", class_name="Foo"), Recorder())
     assert not (tmp_path / "m").exists()
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_train_like_one(two_class_folders: dict[str, Path], tmp_path: Path):
+    """MultiWorkerMirroredStrategy: two worker processes (TF_CONFIG), the chief alone writes the model."""
+    import concurrent.futures
+    import sys
+
+    from otbtf_qgis.core.client import run_worker
+
+    single = run(config(two_class_folders, tmp_path / "single", epochs=6), Recorder())
+    params = {"train_data": str(two_class_folders["train"]), "valid_data": str(two_class_folders["valid"]),
+              "output_model": str(tmp_path / "cluster"), "epochs": 6, "batch_size": 8, "learning_rate": 0.01,
+              "seed": 0}
+    ports = _free_ports(2)
+
+    def worker(index: int) -> dict:
+        tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker",
+                                                                                         "index": index}}
+        return run_worker(sys.executable, "trainmodel", params, env={"TF_CONFIG": json.dumps(tf_config)})
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        chief, other = pool.map(worker, (0, 1))
+    assert chief["metrics"] == other["metrics"]  # metrics are reduced over both workers
+    assert chief["metrics"]["val_accuracy"] >= 0.85
+    assert abs(chief["metrics"]["val_accuracy"] - single["metrics"]["val_accuracy"]) < 0.06
+    assert (tmp_path / "cluster" / "saved_model.pb").is_file()
+    assert json.loads((tmp_path / "cluster" / "history.json").read_text())["epoch"] == list(range(1, 7))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster", "cluster_training", "single", "single_training"]

@@ -1,0 +1,65 @@
+"""otbtf:trainmodel through the real qgis_process (its trained model serves test_receptivefield too)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.core.training_data import make_samples, write_patches_folder
+
+from .conftest import qgis_process
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train")
+    images, labels = make_samples(16, 64, 2, seed=1)
+    valid_images, valid_labels = make_samples(8, 64, 2, seed=2)
+    return {"train": write_patches_folder(root / "train", images, labels, class_names=("water", "land")),
+            "valid": write_patches_folder(root / "valid", valid_images, valid_labels, class_names=("water", "land")),
+            "root": root}
+
+
+@pytest.fixture(scope="session")
+def trained(data: dict[str, Path], dev_profile: Path) -> tuple[Path, dict]:
+    from .conftest import run_json
+
+    output = data["root"] / "model"
+    result = run_json(["run", "otbtf:trainmodel", "--", f"TRAIN_DATA={data['train']}",
+                       f"VALID_DATA={data['valid']}", "EPOCHS=2", "BATCH_SIZE=8", "LEARNING_RATE=0.01", "SEED=1",
+                       f"OUTPUT_MODEL={output}"], dev_profile)
+    return output, result
+
+
+def test_trainmodel_writes_the_model_and_reports_metrics(trained: tuple[Path, dict]):
+    output, result = trained
+    outputs = result["results"]
+    assert outputs["OUTPUT_MODEL"] == str(output)
+    metrics = json.loads(outputs["METRICS"])
+    assert {"loss", "accuracy", "precision", "recall", "val_loss", "val_accuracy"} <= set(metrics)
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert json.loads(outputs["SERVING"]) == {"output_name": "predictions_softmax_tensor_crop16",
+                                              "receptive_field": [64, 64], "expression_field": [32, 32]}
+    assert (output / "saved_model.pb").is_file()
+    description = json.loads((output / "otbtf_model.json").read_text())
+    assert description["class_names"] == ["water", "land"]
+    assert json.loads(Path(outputs["HISTORY"]).read_text())["epoch"] == [1, 2]
+    assert Path(outputs["TENSORBOARD"]).is_dir()
+    assert outputs["TRAINING_FOLDER"] == str(output) + "_training"
+    assert (Path(outputs["TRAINING_FOLDER"]) / "state.json").is_file()
+
+
+def test_trainmodel_reports_bad_labels_and_publishes_nothing(data: dict[str, Path], dev_profile: Path):
+    images, labels = make_samples(8, 64, 2, seed=3)
+    labels[0, 0, 0, 0] = 7
+    folder = write_patches_folder(data["root"] / "bad", images, labels.astype(np.uint8), class_names=("water", "land"))
+    output = data["root"] / "bad_model"
+    done = qgis_process(["run", "otbtf:trainmodel", "--", f"TRAIN_DATA={folder}", "EPOCHS=1", "BATCH_SIZE=4",
+                         f"OUTPUT_MODEL={output}"], dev_profile)
+    assert done.returncode != 0
+    text = done.stdout + done.stderr
+    assert "TRAIN_DATA: a label has the value 7, but labels must be 0 to 1 (N_CLASSES = 2)" in text
+    assert not output.exists()
