@@ -68,9 +68,21 @@ def read_manifest(folder: str | os.PathLike[str], parameter: str = "INPUT") -> d
     return data
 
 
+def _format_json(value: Any, indent: int = 0) -> str:
+    """Indented JSON whose lists of scalars stay on one line (``point_ids`` can be long)."""
+    pad = "  " * (indent + 1)
+    if isinstance(value, dict) and value:
+        items = [f"{pad}{json.dumps(str(k))}: {_format_json(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * indent + "}"
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in value):
+        items = [pad + _format_json(v, indent + 1) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + "  " * indent + "]"
+    return json.dumps(value)
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write ``data`` as indented JSON (a manifest, ``output_shapes.json``, …)."""
-    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    Path(path).write_text(_format_json(data) + "\n", encoding="utf-8")
 
 
 def is_our_output(folder: str | os.PathLike[str]) -> bool:

@@ -7,7 +7,10 @@ from qgis.PyQt.QtGui import QIcon
 
 from otbtf_qgis import __version__
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
+from otbtf_qgis.processing.createtfrecords import CreateTFRecordsAlgorithm
 from otbtf_qgis.processing.environmentinfo import EnvironmentInfoAlgorithm
+from otbtf_qgis.processing.patchesextraction import PatchesExtractionAlgorithm
+from otbtf_qgis.processing.patchesselection import PatchesSelectionAlgorithm
 from otbtf_qgis.processing.receptivefield import ReceptiveFieldAlgorithm
 from otbtf_qgis.processing.resources import icon
 from otbtf_qgis.processing.trainmodel import TrainModelAlgorithm
@@ -16,7 +19,14 @@ from otbtf_qgis.processing.worker import PYTHON_SETTING
 
 def algorithm_classes() -> list[type[OtbtfAlgorithm]]:
     """Every algorithm the provider offers."""
-    return [EnvironmentInfoAlgorithm, TrainModelAlgorithm, ReceptiveFieldAlgorithm]
+    return [
+        EnvironmentInfoAlgorithm,
+        PatchesSelectionAlgorithm,
+        PatchesExtractionAlgorithm,
+        CreateTFRecordsAlgorithm,
+        TrainModelAlgorithm,
+        ReceptiveFieldAlgorithm,
+    ]
 
 
 class OtbtfProvider(QgsProcessingProvider):

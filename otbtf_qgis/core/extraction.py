@@ -1,0 +1,501 @@
+"""Patches extraction: cut the patch of every source around every point into patches-images.
+
+For each point and each source, the patch of the source's size around the point starts
+at the point's pixel minus ``size // 2`` (OTBTF's rule, see :mod:`otbtf_qgis.core.grid`);
+points are reprojected to each source's CRS first. A point is kept only when its patch
+lies fully inside every source and holds none of the sources' nodata (a pixel is nodata
+when any band equals that band's nodata value); the others are counted per reason.
+Kept points keep their order in the layer, so sample ``i`` of every source and of the
+class labels belongs to the ``i``-th kept point (its id is ``point_ids[i]`` in the
+manifest).
+
+Output (``docs/formats.md``): one ``<name>_patches.tif`` per source (width = patch x,
+height = N x patch y, the source's bands and dtype), ``labels.tif`` (1 x N, int32) with
+the class field, and ``manifest.json``. String classes are numbered alphabetically
+(or after the ``OTBTF_CLASS_NAMES`` recorded by patches selection), integer classes keep
+their value; the mapping is in the manifest.
+
+Reads are grouped by raster blocks: points are bucketed by the block-aligned chunk of
+the raster their patch starts in, each chunk is read once (when its patches cover it
+densely enough) and patches are sliced from memory. Patches go to per-source scratch
+arrays on disk at the point's slot, so the final images are written in point order
+without holding everything in memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from otbtf_qgis.core.datafiles import (
+    CLASS_KEY,
+    IGNORE_LABEL_ITEM,
+    LABELS_FILE,
+    MANIFEST_NAME,
+    PATCHES_FORMAT,
+    check_key_name,
+    check_output_folder,
+    patches_file_name,
+    write_json,
+)
+from otbtf_qgis.core.errors import InputError
+from otbtf_qgis.core.grid import centre_pixel, geo_to_pixel, parse_sizes, patch_start
+from otbtf_qgis.core.labels import ClassLabels, class_labels, mapping_from_names, names_from_metadata
+from otbtf_qgis.core.progress import NullReporter, Reporter
+from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, atomic_output, open_raster, read_window
+from otbtf_qgis.core.vector import PointTable, read_points, transform_xy
+from otbtf_qgis.core.windows import Window, round_up
+
+Array = npt.NDArray[Any]
+IntArray = npt.NDArray[np.int64]
+
+#: Target size (pixels per side) of the chunks reads are grouped by, rounded to whole blocks.
+CHUNK_PIXELS = 1024
+#: Below this share of a chunk's bounding box covered by patches, patches are read one by one.
+DENSE_COVERAGE = 0.25
+#: Patches-images are striped, with about this many bytes per strip (at least one patch).
+STRIP_BYTES = 64 << 10
+#: Samples written per call when assembling the final images.
+WRITE_BATCH_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class PatchesExtractionConfig:
+    """Settings of patches extraction (see the module docstring)."""
+
+    sources: tuple[str, ...] = field(metadata={"param": "SOURCES", "help": "rasters to extract patches from"})
+    points: str = field(metadata={"param": "POINTS", "help": "point layer (patch centres)"})
+    output_dir: str = field(metadata={"param": "OUTPUT_DIR", "help": "output folder (patches-images and manifest)"})
+    patch_sizes: str = field(default="64", metadata={
+        "param": "PATCH_SIZES", "help": "one size for all sources or one per source: 64, 64x32, or 64,32"})
+    source_names: str = field(default="", metadata={
+        "param": "SOURCE_NAMES", "help": "comma-separated names of the sources (default xs, xs2, xs3, ...)"})
+    class_field: str = field(default="", metadata={"param": "FIELD", "help": "optional class field of POINTS"})
+    nodata: str = field(default="", metadata={
+        "param": "NODATA", "help": "nodata per source: empty = each raster's own, a value, none, or one per source"})
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source to extract.
+
+    Attributes:
+        name: Dataset key (file ``<name>_patches.tif``).
+        path: The raster.
+        patch_size: ``(x, y)``.
+        nodata: Per band nodata value used to reject patches (``None`` entries: no check).
+    """
+
+    name: str
+    path: str
+    patch_size: tuple[int, int]
+    nodata: tuple[float | None, ...]
+
+
+def default_source_names(count: int) -> list[str]:
+    """``xs``, ``xs2``, ``xs3``, … (OTBTF's convention for the first source is ``xs``)."""
+    return ["xs" if i == 0 else f"xs{i + 1}" for i in range(count)]
+
+
+def parse_source_names(text: str, count: int, reserved: Sequence[str] = ()) -> list[str]:
+    """Names from a comma-separated list (or the defaults when empty).
+
+    Raises:
+        InputError: wrong count, invalid, duplicate or reserved names (``SOURCE_NAMES``).
+    """
+    names = [n.strip() for n in str(text).replace(";", ",").split(",") if n.strip()]
+    if not names:
+        names = default_source_names(count)
+    if len(names) != count:
+        raise InputError(f"{len(names)} names given for {count} sources: give one name per source, in order.",
+                         "SOURCE_NAMES")
+    for name in names:
+        check_key_name(name, "SOURCE_NAMES")
+        if name in reserved:
+            raise InputError(f"'{name}' is the key of the class labels of FIELD; name the source otherwise.",
+                             "SOURCE_NAMES")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(f"names must be unique, {', '.join(duplicates)} is repeated.", "SOURCE_NAMES")
+    return names
+
+
+def _parse_nodata_token(token: str, info: RasterInfo) -> tuple[float | None, ...]:
+    text = token.strip().lower()
+    if text in ("", "auto"):
+        return info.nodata
+    if text == "none":
+        return (None,) * info.bands
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise InputError(f"'{token}' is not a nodata value: give a number, 'none' or 'auto'.", "NODATA") from exc
+    return (value,) * info.bands
+
+
+def parse_nodata(text: str, infos: Sequence[RasterInfo]) -> list[tuple[float | None, ...]]:
+    """Nodata per source: empty (each raster's own), one token for all, or one per source.
+
+    Tokens: a number, ``none`` (no check) or ``auto`` (the raster's own nodata).
+
+    Raises:
+        InputError: a bad token or a count that is neither 1 nor the number of sources.
+    """
+    tokens = [t for t in str(text).replace(";", ",").split(",")] if str(text).strip() else []
+    if not tokens:
+        return [info.nodata for info in infos]
+    if len(tokens) == 1:
+        tokens = tokens * len(infos)
+    if len(tokens) != len(infos):
+        raise InputError(f"{len(tokens)} nodata values given for {len(infos)} sources: give one for all or one per "
+                         "source.", "NODATA")
+    return [_parse_nodata_token(token, info) for token, info in zip(tokens, infos, strict=True)]
+
+
+def _nodata_for_manifest(values: tuple[float | None, ...]) -> Any:
+    distinct = set(values)
+    if distinct == {None}:
+        return None
+    if len(distinct) == 1:
+        value = values[0]
+        return None if value is None or math.isnan(value) else value
+    return [None if v is None or math.isnan(v) else v for v in values]
+
+
+@dataclass
+class _SourcePlan:
+    spec: SourceSpec
+    info: RasterInfo
+    cols: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
+    rows: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
+    inside: npt.NDArray[np.bool_] = field(default_factory=lambda: np.empty(0, bool))
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _locate(points: PointTable, plan: _SourcePlan, reporter: Reporter) -> None:
+    """Patch start of every point in the source's grid, and whether the patch is inside the raster."""
+    info = plan.info
+    if not points.crs_wkt and info.crs_wkt:
+        reporter.warning("POINTS has no CRS: its coordinates are taken to be in the CRS of "
+                         f"'{plan.spec.path}'.")
+    x, y = transform_xy(points.x, points.y, points.crs_wkt, info.crs_wkt)
+    u, v = geo_to_pixel(info.geotransform, x, y)
+    finite = np.isfinite(u) & np.isfinite(v)
+    u = np.where(finite, u, -1e9)
+    v = np.where(finite, v, -1e9)
+    pixel_col, pixel_row = centre_pixel(u), centre_pixel(v)
+    psx, psy = plan.spec.patch_size
+    plan.cols = patch_start(pixel_col, psx)
+    plan.rows = patch_start(pixel_row, psy)
+    plan.inside = (finite & (plan.cols >= 0) & (plan.rows >= 0)
+                   & (plan.cols + psx <= info.width) & (plan.rows + psy <= info.height))
+    centre_inside = finite & (pixel_col >= 0) & (pixel_row >= 0) & (pixel_col < info.width) & (pixel_row < info.height)
+    if not centre_inside.any():
+        xmin, ymin, xmax, ymax = info.extent
+        px = transform_xy(points.x, points.y, points.crs_wkt, info.crs_wkt)
+        raise InputError(
+            f"none of the {len(points)} points falls on the source '{plan.spec.name}' ({plan.spec.path}): the raster "
+            f"covers x {xmin:g}..{xmax:g}, y {ymin:g}..{ymax:g} in its CRS, the points x {np.min(px[0]):g}.."
+            f"{np.max(px[0]):g}, y {np.min(px[1]):g}..{np.max(px[1]):g}. Check that POINTS and SOURCES cover the "
+            "same area and that the layer's CRS is right.", "POINTS")
+
+
+def _chunk_shape(info: RasterInfo) -> tuple[int, int]:
+    """Chunk ``(width, height)``: about :data:`CHUNK_PIXELS` per side, in whole blocks."""
+    block_w, block_h = info.block_size
+    if block_w >= info.width:  # striped: chunks are bands of whole rows
+        rows = max(1, (CHUNK_PIXELS * CHUNK_PIXELS) // max(info.width, 1))
+        return info.width, round_up(rows, block_h)
+    return round_up(CHUNK_PIXELS, block_w), round_up(CHUNK_PIXELS, block_h)
+
+
+def _invalid_table(region: Array, nodata: tuple[float | None, ...]) -> IntArray | None:
+    """Summed-area table of the nodata pixels of a ``(rows, cols, bands)`` region (``None``: no check)."""
+    checks = [(band, value) for band, value in enumerate(nodata) if value is not None]
+    if not checks:
+        return None
+    invalid = np.zeros(region.shape[:2], dtype=bool)
+    for band, value in checks:
+        plane = region[:, :, band]
+        invalid |= np.isnan(plane) if value is not None and math.isnan(value) else plane == value
+    table = np.zeros((invalid.shape[0] + 1, invalid.shape[1] + 1), dtype=np.int64)
+    np.cumsum(np.cumsum(invalid, axis=0), axis=1, out=table[1:, 1:])
+    return table
+
+
+def _read_source(plan: _SourcePlan, candidates: IntArray, scratch: Array, reporter: Reporter) -> npt.NDArray[np.bool_]:
+    """Copy the patch of each candidate point into ``scratch[slot]``; return which are nodata-free.
+
+    ``candidates[slot]`` is the point index of each slot. Points are processed chunk by
+    chunk (see the module docstring).
+    """
+    dataset = open_raster(plan.spec.path, "SOURCES")
+    psx, psy = plan.spec.patch_size
+    cols, rows = plan.cols[candidates], plan.rows[candidates]
+    chunk_w, chunk_h = _chunk_shape(plan.info)
+    keys = (rows // chunk_h) * (plan.info.width // chunk_w + 1) + cols // chunk_w
+    order = np.lexsort((cols, rows, keys))
+    boundaries = np.flatnonzero(np.diff(keys[order])) + 1
+    groups = np.split(order, boundaries)
+    clean = np.ones(len(candidates), dtype=bool)
+    for number, group in enumerate(groups):
+        reporter.check_canceled()
+        group_cols, group_rows = cols[group], rows[group]
+        left, top = int(group_cols.min()), int(group_rows.min())
+        right, bottom = int(group_cols.max()) + psx, int(group_rows.max()) + psy
+        area = (right - left) * (bottom - top)
+        if len(group) * psx * psy >= DENSE_COVERAGE * area:
+            region = read_window(dataset, Window(left, top, right - left, bottom - top))
+            table = _invalid_table(region, plan.spec.nodata)
+            for slot, col, row in zip(group.tolist(), (group_cols - left).tolist(), (group_rows - top).tolist(),
+                                      strict=True):
+                scratch[slot] = region[row:row + psy, col:col + psx]
+                if table is not None:
+                    clean[slot] = (table[row + psy, col + psx] - table[row, col + psx]
+                                   - table[row + psy, col] + table[row, col]) == 0
+        else:
+            for slot, col, row in zip(group.tolist(), group_cols.tolist(), group_rows.tolist(), strict=True):
+                patch = read_window(dataset, Window(col, row, psx, psy), out=scratch[slot])
+                table = _invalid_table(patch, plan.spec.nodata)
+                if table is not None:
+                    clean[slot] = table[-1, -1] == 0
+        reporter.progress((number + 1) / len(groups))
+    return clean
+
+
+def _write_patches_image(path: Path, scratch: Array, slots: IntArray, patch_size: tuple[int, int],
+                         parameter: str) -> None:
+    """Write the patches of ``scratch[slots]`` in order as a striped patches-image."""
+    n = len(slots)
+    psy, psx, bands = scratch.shape[1:]
+    patch_bytes = psx * psy * bands * scratch.dtype.itemsize
+    rows_per_strip = psy * max(1, STRIP_BYTES // max(patch_bytes, 1))
+    options = ["COMPRESS=ZSTD", "ZSTD_LEVEL=1", "INTERLEAVE=PIXEL", f"BLOCKYSIZE={min(rows_per_strip, n * psy)}",
+               "BIGTIFF=IF_SAFER"]
+    writer = GeoTiffWriter(path, psx, n * psy, bands, scratch.dtype, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+                           creation_options=options, parameter=parameter)
+    try:
+        batch = max(1, WRITE_BATCH_BYTES // max(patch_bytes, 1))
+        for first in range(0, n, batch):
+            chunk = scratch[slots[first:first + batch]]
+            writer.write(Window(0, first * psy, psx, len(chunk) * psy), chunk.reshape(-1, psx, bands))
+        writer.finalize()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+@dataclass(frozen=True)
+class ExtractionResult:
+    """What an extraction kept and why it rejected the others.
+
+    Attributes:
+        n_samples: Kept points.
+        point_ids: Ids of the kept points, in order (sample ``i`` = ``point_ids[i]``).
+        rejected: Count per reason: ``no_geometry``, ``no_class``, ``outside``, ``nodata``.
+        class_labels: The class field's labels (``None`` without field).
+        files: Written file per key.
+        infos: Description of each source raster, by name.
+        metadata: GDAL metadata items of each source raster, by name.
+    """
+
+    n_samples: int
+    point_ids: list[int]
+    rejected: dict[str, int]
+    class_labels: ClassLabels | None
+    files: dict[str, Path]
+    infos: dict[str, RasterInfo]
+    metadata: dict[str, dict[str, str]]
+
+
+def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field: str,
+                    outputs: dict[str, Path], labels_output: Path | None, scratch_dir: Path,
+                    reporter: Reporter | None = None) -> ExtractionResult:
+    """Extract the patches of ``sources`` at the points of ``points_path`` into patches-images.
+
+    Args:
+        sources: The sources (names must be keys of ``outputs``).
+        points_path: The point layer.
+        class_field: Optional class field ("" for none).
+        outputs: Destination file per source name.
+        labels_output: Destination of the 1 x N class image (required with ``class_field``).
+        scratch_dir: A folder for temporary arrays (emptied afterwards).
+        reporter: Progress and cancel.
+
+    Raises:
+        InputError: bad points, field, or no sample kept (with the count per reason).
+        RasterIOError: a source cannot be read or an output written.
+    """
+    reporter = reporter or NullReporter()
+    points = read_points(points_path, [class_field] if class_field else [], "POINTS", "FIELD")
+    reporter.info(f"{len(points)} points read from POINTS")
+    plans = []
+    for spec in sources:
+        dataset = open_raster(spec.path, "SOURCES")
+        plans.append(_SourcePlan(spec, RasterInfo.from_dataset(dataset, spec.path), metadata=dict(
+            dataset.GetMetadata() or {})))
+        del dataset
+    rejected = {"no_geometry": points.skipped, "no_class": 0, "outside": 0, "nodata": 0}
+    keep = np.ones(len(points), dtype=bool)
+    labels = None
+    if class_field:
+        has_class = np.array([v is not None for v in points.values[class_field]], dtype=bool)
+        rejected["no_class"] = int((~has_class).sum())
+        keep &= has_class
+        if not has_class.any():
+            raise InputError(f"no point has a value in the field '{class_field}'.", "FIELD")
+        labels = class_labels([v for v in points.values[class_field] if v is not None], points.kinds[class_field],
+                              "FIELD", names_from_metadata(points.metadata))
+    for plan in plans:
+        _locate(points, plan, reporter)
+    inside = np.logical_and.reduce([plan.inside for plan in plans])
+    rejected["outside"] = int((keep & ~inside).sum())
+    keep &= inside
+    candidates = np.flatnonzero(keep)
+    if len(candidates) == 0:
+        raise _nothing_kept(len(points) + points.skipped, rejected)
+    reporter.progress(0.05)
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    scratches = []
+    clean = np.ones(len(candidates), dtype=bool)
+    weights = np.array([p.spec.patch_size[0] * p.spec.patch_size[1] * p.info.bands for p in plans], np.float64)
+    bounds = 0.05 + 0.8 * np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
+    try:
+        for index, plan in enumerate(plans):
+            psx, psy = plan.spec.patch_size
+            scratch = np.lib.format.open_memmap(scratch_dir / f"{index}.npy", mode="w+", dtype=plan.info.dtype,
+                                                shape=(len(candidates), psy, psx, plan.info.bands))
+            clean &= _read_source(plan, candidates, scratch, reporter.sub(bounds[index], bounds[index + 1]))
+            scratches.append(scratch)
+        rejected["nodata"] = int((~clean).sum())
+        slots = np.flatnonzero(clean)
+        if len(slots) == 0:
+            raise _nothing_kept(len(points) + points.skipped, rejected)
+        reporter.check_canceled()
+        files: dict[str, Path] = {}
+        for index, plan in enumerate(plans):
+            destination = outputs[plan.spec.name]
+            _write_patches_image(destination, scratches[index], slots, plan.spec.patch_size, "OUTPUT_DIR")
+            files[plan.spec.name] = destination
+            reporter.progress(0.85 + 0.13 * (index + 1) / len(plans))
+        kept_points = candidates[slots]
+        if labels is not None:
+            assert labels_output is not None
+            # labels.codes has one entry per point with a class, in layer order.
+            code_of_point = np.full(len(points), -1, np.int64)
+            code_of_point[np.flatnonzero(np.array([v is not None for v in points.values[class_field]]))] = labels.codes
+            class_image = code_of_point[kept_points].astype(np.int32).reshape(-1, 1, 1)
+            writer = GeoTiffWriter(labels_output, 1, len(class_image), 1, np.int32, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+                                   creation_options=["COMPRESS=ZSTD", "ZSTD_LEVEL=1", "BIGTIFF=IF_SAFER"],
+                                   parameter="OUTPUT_DIR")
+            with writer:
+                writer.write(Window(0, 0, 1, len(class_image)), class_image)
+            files[CLASS_KEY] = labels_output
+    finally:
+        del scratches
+        shutil.rmtree(scratch_dir, ignore_errors=True)
+    reporter.progress(1.0)
+    return ExtractionResult(len(slots), [int(i) for i in points.ids[kept_points]], rejected, labels, files,
+                            {p.spec.name: p.info for p in plans}, {p.spec.name: p.metadata for p in plans})
+
+
+def _nothing_kept(n_points: int, rejected: dict[str, int]) -> InputError:
+    reasons = {
+        "no_geometry": "without point geometry",
+        "no_class": "without class value",
+        "outside": "with a patch leaving a source",
+        "nodata": "with nodata in a patch",
+    }
+    detail = ", ".join(f"{count} {reasons[reason]}" for reason, count in rejected.items() if count)
+    return InputError(f"no sample kept: all {n_points} points were rejected ({detail}). Check the patch sizes, the "
+                      "nodata values and that the points lie well inside the sources.", "POINTS")
+
+
+def source_specs(config: PatchesExtractionConfig) -> list[SourceSpec]:
+    """Check the sources, names, sizes and nodata of a config; return one spec per source.
+
+    Raises:
+        InputError / RasterIOError: naming the bad parameter.
+    """
+    if not config.sources:
+        raise InputError("no source raster given. Choose at least one raster.", "SOURCES")
+    infos = []
+    for path in config.sources:
+        dataset = open_raster(path, "SOURCES")
+        infos.append(RasterInfo.from_dataset(dataset, path))
+        del dataset
+    sizes = parse_sizes(config.patch_sizes, len(config.sources), "PATCH_SIZES")
+    names = parse_source_names(config.source_names, len(config.sources), [CLASS_KEY] if config.class_field else [])
+    nodata = parse_nodata(config.nodata, infos)
+    return [SourceSpec(name, path, size, values)
+            for name, path, size, values in zip(names, config.sources, sizes, nodata, strict=True)]
+
+
+def patches_extraction(config: PatchesExtractionConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run an extraction into ``config.output_dir`` (replaced atomically); return the manifest's summary.
+
+    Raises:
+        InputError: bad settings, an output folder that is not ours, or no sample kept.
+        RasterIOError: a source cannot be read or the output written.
+    """
+    reporter = reporter or NullReporter()
+    specs = source_specs(config)
+    output_dir = check_output_folder(config.output_dir, "OUTPUT_DIR")
+    with atomic_output(output_dir, "OUTPUT_DIR") as temp:
+        temp.mkdir()
+        outputs = {spec.name: temp / patches_file_name(spec.name) for spec in specs}
+        result = extract_patches(specs, config.points, config.class_field, outputs,
+                                 temp / LABELS_FILE if config.class_field else None, temp / ".scratch", reporter)
+        class_mapping = result.class_labels.mapping if result.class_labels is not None else {}
+        ignore_label = None
+        for spec in specs:
+            metadata = result.metadata[spec.name]
+            names = names_from_metadata(metadata)
+            if names and not class_mapping:
+                class_mapping = mapping_from_names(names)
+            if metadata.get(IGNORE_LABEL_ITEM, "").strip() and ignore_label is None:
+                ignore_label = int(float(metadata[IGNORE_LABEL_ITEM]))
+        manifest = {
+            "format": PATCHES_FORMAT,
+            "sources": [_source_entry(spec, result) for spec in specs],
+            "labels": ({"file": LABELS_FILE, "key": CLASS_KEY, "field": config.class_field, "dtype": "int32"}
+                       if config.class_field else None),
+            "class_mapping": class_mapping,
+            "ignore_label": ignore_label,
+            "n_samples": result.n_samples,
+            "points": os.path.abspath(config.points.split("|")[0]),
+            "point_ids": result.point_ids,
+            "rejected": result.rejected,
+        }
+        write_json(temp / MANIFEST_NAME, manifest)
+    n_rejected = sum(result.rejected.values())
+    reporter.info(f"kept {result.n_samples} samples, rejected {n_rejected}: "
+                  + ", ".join(f"{v} {k}" for k, v in result.rejected.items()))
+    return {"output_dir": str(output_dir), "n_samples": result.n_samples, "rejected": result.rejected,
+            "class_mapping": class_mapping, "ignore_label": ignore_label,
+            "files": {key: str(output_dir / path.name) for key, path in result.files.items()}}
+
+
+def _source_entry(spec: SourceSpec, result: ExtractionResult) -> dict[str, Any]:
+    info = result.infos[spec.name]
+    entry = {"name": spec.name, "key": spec.name, "path": os.path.abspath(spec.path),
+             "patch_size": list(spec.patch_size), "bands": info.bands, "dtype": info.dtype,
+             "nodata": _nodata_for_manifest(spec.nodata), "file": patches_file_name(spec.name)}
+    names = names_from_metadata(result.metadata[spec.name])
+    if names:
+        entry["class_names"] = names
+    return entry
+
+
+def run(config: PatchesExtractionConfig, reporter: Reporter) -> dict[str, Any]:
+    """Worker entry point of ``patchesextraction``."""
+    return patches_extraction(config, reporter)
+

@@ -1,0 +1,343 @@
+"""Vector layers on OGR: read points and polygons with attributes, reproject, write points.
+
+Layers are given as a file path, optionally with QGIS's layer suffix
+(``/data/samples.gpkg|layername=points``). Coordinates are handled in the traditional
+GIS axis order (x = easting/longitude, y = northing/latitude) whatever the CRS
+definition says, as QGIS does. Point layers are written atomically: to a hidden
+temporary folder first, moved into place when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from osgeo import ogr, osr
+
+from otbtf_qgis.core.errors import InputError, RasterIOError
+from otbtf_qgis.core.raster import ensure_writable_parent, partial_name, same_crs, srs_from_wkt
+
+ogr.UseExceptions()
+osr.UseExceptions()
+
+FieldKind = Literal["integer", "real", "string"]
+FloatArray = npt.NDArray[np.float64]
+
+#: Output drivers by file extension.
+VECTOR_DRIVERS = {".gpkg": "GPKG", ".shp": "ESRI Shapefile", ".geojson": "GeoJSON", ".json": "GeoJSON",
+                  ".sqlite": "SQLite", ".fgb": "FlatGeobuf"}
+
+_INTEGER_TYPES = {ogr.OFTInteger, ogr.OFTInteger64}
+_REAL_TYPES = {ogr.OFTReal}
+_STRING_TYPES = {ogr.OFTString, ogr.OFTWideString}
+
+
+def parse_layer_source(source: str | os.PathLike[str]) -> tuple[str, dict[str, str]]:
+    """Split QGIS's ``path|layername=x|layerid=n`` into the path and its options."""
+    parts = os.fspath(source).split("|")
+    options = {}
+    for part in parts[1:]:
+        key, _, value = part.partition("=")
+        options[key.strip().lower()] = value.strip()
+    return parts[0], options
+
+
+def open_vector(source: str | os.PathLike[str], parameter: str) -> tuple[Any, Any]:
+    """Open a vector layer; return ``(dataset, layer)`` (keep the dataset alive while using the layer).
+
+    Raises:
+        InputError: the file does not exist, is not a vector file, or the layer is not found.
+    """
+    path, options = parse_layer_source(source)
+    if not path:
+        raise InputError("no vector layer given. Choose a layer.", parameter)
+    if not path.startswith("/vsi") and not os.path.exists(path):
+        raise InputError(f"the vector file '{path}' does not exist. Check the path.", parameter)
+    try:
+        dataset = ogr.Open(path, 0)
+    except RuntimeError as exc:
+        raise InputError(f"'{path}' is not a vector file OGR can read ({exc}). Give a GeoPackage, a shapefile or "
+                         "another OGR vector format.", parameter) from exc
+    if dataset is None or dataset.GetLayerCount() == 0:
+        raise InputError(f"'{path}' is not a vector layer (no layer found; is it a raster?). Give a GeoPackage, "
+                         "a shapefile or another OGR vector format.", parameter)
+    if "layername" in options:
+        layer = dataset.GetLayerByName(options["layername"])
+        if layer is None:
+            names = ", ".join(dataset.GetLayerByIndex(i).GetName() for i in range(dataset.GetLayerCount()))
+            raise InputError(f"'{path}' has no layer '{options['layername']}' (layers: {names}).", parameter)
+    else:
+        index = int(options.get("layerid", 0) or 0)
+        if index >= dataset.GetLayerCount():
+            raise InputError(f"'{path}' has no layer number {index}.", parameter)
+        layer = dataset.GetLayerByIndex(index)
+    return dataset, layer
+
+
+def layer_crs_wkt(layer: Any) -> str:
+    """The layer's CRS as WKT ("" when it has none)."""
+    srs = layer.GetSpatialRef()
+    return str(srs.ExportToWkt()) if srs is not None else ""
+
+
+def field_kinds(layer: Any) -> dict[str, FieldKind]:
+    """The layer's attribute fields and their kind (``integer``, ``real``, ``string``)."""
+    definition = layer.GetLayerDefn()
+    kinds: dict[str, FieldKind] = {}
+    for index in range(definition.GetFieldCount()):
+        field_def = definition.GetFieldDefn(index)
+        field_type = field_def.GetType()
+        kind: FieldKind = ("integer" if field_type in _INTEGER_TYPES else
+                           "real" if field_type in _REAL_TYPES else "string")
+        kinds[field_def.GetName()] = kind
+    return kinds
+
+
+def require_field(layer: Any, name: str, parameter: str, layer_parameter: str) -> FieldKind:
+    """Return the kind of field ``name`` of ``layer``.
+
+    Raises:
+        InputError: naming ``parameter`` and listing the layer's fields when it is missing.
+    """
+    kinds = field_kinds(layer)
+    if name in kinds:
+        return kinds[name]
+    lowered = {k.lower(): k for k in kinds}
+    hint = f" Did you mean '{lowered[name.lower()]}'?" if name.lower() in lowered else ""
+    available = ", ".join(kinds) or "none"
+    raise InputError(f"the layer of {layer_parameter} has no field '{name}' (fields: {available}).{hint}", parameter)
+
+
+def transform_xy(x: FloatArray, y: FloatArray, from_wkt: str, to_wkt: str) -> tuple[FloatArray, FloatArray]:
+    """Reproject coordinates from one CRS to another (unchanged when the CRSs are the same or one is unset)."""
+    if not from_wkt or not to_wkt or same_crs(from_wkt, to_wkt) or len(x) == 0:
+        return x, y
+    source, target = srs_from_wkt(from_wkt), srs_from_wkt(to_wkt)
+    transform = osr.CoordinateTransformation(source, target)
+    points = np.asarray(transform.TransformPoints(np.column_stack([x, y]).tolist()), dtype=np.float64)
+    return points[:, 0].copy(), points[:, 1].copy()
+
+
+def _point_of(geometry: Any) -> tuple[float, float] | None:
+    if geometry is None or geometry.IsEmpty():
+        return None
+    flat = ogr.GT_Flatten(geometry.GetGeometryType())
+    if flat == ogr.wkbPoint:
+        return (geometry.GetX(), geometry.GetY())
+    if flat == ogr.wkbMultiPoint and geometry.GetGeometryCount() == 1:
+        point = geometry.GetGeometryRef(0)
+        return (point.GetX(), point.GetY())
+    return None
+
+
+@dataclass(frozen=True)
+class PointTable:
+    """Points read from a layer, in the layer's CRS.
+
+    Attributes:
+        x: Easting/longitude of each point.
+        y: Northing/latitude of each point.
+        ids: The ``id`` field when the layer has an integer one, else the feature id.
+        values: Per requested field, the value of each point.
+        kinds: Per requested field, its kind.
+        crs_wkt: The layer's CRS ("" when unset).
+        skipped: Features without a usable point geometry (empty or NULL).
+        metadata: The layer's metadata items (e.g. the class names written by patch selection).
+    """
+
+    x: FloatArray
+    y: FloatArray
+    ids: npt.NDArray[np.int64]
+    values: dict[str, list[Any]]
+    kinds: dict[str, FieldKind]
+    crs_wkt: str
+    skipped: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def read_points(source: str | os.PathLike[str], fields: Sequence[str] = (), parameter: str = "POINTS",
+                field_parameter: str = "FIELD") -> PointTable:
+    """Read the point features of a layer with the given attribute fields.
+
+    Raises:
+        InputError: the layer cannot be opened, is not a point layer, a field is
+            missing, or the layer has no point.
+    """
+    dataset, layer = open_vector(source, parameter)
+    kinds = {name: require_field(layer, name, field_parameter, parameter) for name in fields}
+    geometry_type = ogr.GT_Flatten(layer.GetGeomType())
+    if geometry_type not in (ogr.wkbPoint, ogr.wkbMultiPoint, ogr.wkbUnknown):
+        raise InputError(f"'{parse_layer_source(source)[0]}' holds {ogr.GeometryTypeToName(layer.GetGeomType())} "
+                         "geometries; a point layer is needed (make points with Patches selection, or take "
+                         "polygon centroids first).", parameter)
+    has_id = field_kinds(layer).get("id") == "integer"
+    xs: list[float] = []
+    ys: list[float] = []
+    ids: list[int] = []
+    values: dict[str, list[Any]] = {name: [] for name in fields}
+    skipped = 0
+    layer.ResetReading()
+    for feature in layer:
+        point = _point_of(feature.GetGeometryRef())
+        if point is None:
+            skipped += 1
+            continue
+        xs.append(point[0])
+        ys.append(point[1])
+        ids.append(int(feature.GetField("id")) if has_id and feature.IsFieldSetAndNotNull("id") else feature.GetFID())
+        for name in fields:
+            values[name].append(feature.GetField(name) if feature.IsFieldSetAndNotNull(name) else None)
+    metadata = dict(layer.GetMetadata() or {})
+    crs = layer_crs_wkt(layer)
+    del dataset  # closes the file
+    if not xs:
+        what = f" ({skipped} features have no point geometry)" if skipped else ""
+        raise InputError(f"the layer '{parse_layer_source(source)[0]}' has no point{what}. Give a layer with "
+                         "points (e.g. the output of Patches selection).", parameter)
+    return PointTable(np.asarray(xs, np.float64), np.asarray(ys, np.float64), np.asarray(ids, np.int64),
+                      values, kinds, crs, skipped, metadata)
+
+
+@dataclass(frozen=True)
+class PolygonTable:
+    """Polygons read from a layer and reprojected to a target CRS.
+
+    Attributes:
+        geometries: OGR polygon geometries in the target CRS.
+        values: The class value of each polygon (``None`` when no class field).
+        kind: The class field's kind (``None`` when no class field).
+        crs_wkt: The CRS of the geometries.
+    """
+
+    geometries: list[Any]
+    values: list[Any]
+    kind: FieldKind | None
+    crs_wkt: str
+
+
+def read_polygons(source: str | os.PathLike[str], class_field: str | None, target_crs_wkt: str,
+                  parameter: str = "POLYGONS", field_parameter: str = "CLASS_FIELD") -> PolygonTable:
+    """Read polygon features (and their class) reprojected to ``target_crs_wkt``.
+
+    Features with an empty geometry or a NULL class are left out.
+
+    Raises:
+        InputError: the layer cannot be opened, is not a polygon layer, the class field
+            is missing, or no polygon remains.
+    """
+    dataset, layer = open_vector(source, parameter)
+    kind = require_field(layer, class_field, field_parameter, parameter) if class_field else None
+    geometry_type = ogr.GT_Flatten(layer.GetGeomType())
+    if geometry_type not in (ogr.wkbPolygon, ogr.wkbMultiPolygon, ogr.wkbUnknown, ogr.wkbCurvePolygon,
+                             ogr.wkbMultiSurface):
+        raise InputError(f"'{parse_layer_source(source)[0]}' holds {ogr.GeometryTypeToName(layer.GetGeomType())} "
+                         "geometries; a polygon layer is needed.", parameter)
+    crs = layer_crs_wkt(layer)
+    transform = None
+    if crs and target_crs_wkt and not same_crs(crs, target_crs_wkt):
+        transform = osr.CoordinateTransformation(srs_from_wkt(crs), srs_from_wkt(target_crs_wkt))
+    geometries = []
+    values = []
+    for feature in layer:
+        geometry = feature.GetGeometryRef()
+        if geometry is None or geometry.IsEmpty():
+            continue
+        if ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon,
+                                                              ogr.wkbCurvePolygon, ogr.wkbMultiSurface):
+            continue
+        value = None
+        if class_field:
+            if not feature.IsFieldSetAndNotNull(class_field):
+                continue
+            value = feature.GetField(class_field)
+        geometry = geometry.Clone()
+        if transform is not None:
+            geometry.Transform(transform)
+        geometries.append(geometry)
+        values.append(value)
+    del dataset
+    if not geometries:
+        raise InputError(f"the layer '{parse_layer_source(source)[0]}' has no polygon"
+                         + (f" with a value in '{class_field}'" if class_field else "") + ".", parameter)
+    return PolygonTable(geometries, values, kind, target_crs_wkt or crs)
+
+
+@dataclass(frozen=True)
+class FieldColumn:
+    """An attribute column to write: name, kind and one value per point."""
+
+    name: str
+    kind: FieldKind
+    values: Sequence[Any]
+
+
+_OGR_TYPES = {"integer": ogr.OFTInteger64, "real": ogr.OFTReal, "string": ogr.OFTString}
+
+
+def write_points(path: str | os.PathLike[str], x: FloatArray, y: FloatArray, crs_wkt: str,
+                 columns: Sequence[FieldColumn] = (), metadata: Mapping[str, str] | None = None,
+                 parameter: str = "OUTPUT") -> Path:
+    """Write a point layer (format from the extension, GeoPackage by default), atomically.
+
+    Args:
+        path: Destination file (``.gpkg``, ``.shp``, ``.geojson``, ``.sqlite``, ``.fgb``).
+        x: Point x coordinates in ``crs_wkt``.
+        y: Point y coordinates.
+        crs_wkt: The CRS of the coordinates.
+        columns: Attribute columns.
+        metadata: Layer metadata items (kept by GeoPackage).
+        parameter: The user-facing parameter named in errors.
+
+    Raises:
+        InputError: unsupported extension.
+        RasterIOError: the file cannot be written.
+    """
+    final = Path(path)
+    if not final.suffix:
+        final = final.with_suffix(".gpkg")
+    driver_name = VECTOR_DRIVERS.get(final.suffix.lower())
+    if driver_name is None:
+        raise InputError(f"cannot write points to '{final.name}': use one of "
+                         f"{', '.join(sorted(VECTOR_DRIVERS))}.", parameter)
+    ensure_writable_parent(final, parameter)
+    temp_dir = partial_name(final).with_suffix("")
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    temp_dir.mkdir()
+    try:
+        driver = ogr.GetDriverByName(driver_name)
+        dataset = driver.CreateDataSource(str(temp_dir / final.name))
+        layer = dataset.CreateLayer(final.stem, srs_from_wkt(crs_wkt), ogr.wkbPoint)
+        for column in columns:
+            layer.CreateField(ogr.FieldDefn(column.name, _OGR_TYPES[column.kind]))
+        if metadata:
+            layer.SetMetadata({str(k): str(v) for k, v in metadata.items()})
+        definition = layer.GetLayerDefn()
+        layer.StartTransaction()
+        for index in range(len(x)):
+            feature = ogr.Feature(definition)
+            for column in columns:
+                value = column.values[index]
+                if value is not None:
+                    feature.SetField(column.name, value.item() if isinstance(value, np.generic) else value)
+            point = ogr.Geometry(ogr.wkbPoint)
+            point.AddPoint_2D(float(x[index]), float(y[index]))
+            feature.SetGeometry(point)
+            layer.CreateFeature(feature)
+        layer.CommitTransaction()
+        dataset = None
+        for produced in temp_dir.iterdir():
+            os.replace(produced, final.parent / produced.name)
+    except RuntimeError as exc:
+        raise RasterIOError(f"cannot write '{final}': {exc}", parameter) from exc
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    return final

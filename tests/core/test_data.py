@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from otbtf_qgis.core.data import describe_dataset, open_dataset
+from otbtf_qgis.core.errors import DatasetError, InputError
+from otbtf_qgis.core.raster import write_array
+
+from .patches_data import make_patches_folder
+
+
+def test_describe_a_patches_folder(tmp_path: Path):
+    folder = make_patches_folder(tmp_path, "train", n_points=9, sizes="5x3,2")
+    description = describe_dataset(folder)
+    assert description.kind == "patches" and description.path == str(folder) and description.n_samples == 9
+    assert description.shapes == {"xs": (3, 5, 4), "xs2": (2, 2, 1), "class": (1, 1, 1)}
+    assert description.dtypes == {"xs": "uint16", "xs2": "float32", "class": "int32"}
+    assert description.class_mapping == {"crop": 0, "tree": 1, "water": 2}
+    assert description.ignore_label is None
+    assert describe_dataset(folder / "manifest.json") == description
+
+
+def test_describe_otbtf_patches_without_manifest(tmp_path: Path):
+    write_array(tmp_path / "xs_patches.tif", np.zeros((40, 8, 3), np.uint16))
+    write_array(tmp_path / "labels_patches.tif", np.zeros((40, 8, 1), np.uint8))
+    description = describe_dataset(tmp_path)
+    assert description.n_samples == 5
+    assert description.shapes == {"labels": (8, 8, 1), "xs": (8, 8, 3)}
+
+
+def test_describe_errors_name_the_parameter(tmp_path: Path):
+    with pytest.raises(InputError, match="does not exist") as error:
+        describe_dataset(tmp_path / "missing", "VALID_DATA")
+    assert error.value.parameter == "VALID_DATA"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="is not a dataset folder"):
+        describe_dataset(tmp_path / "empty")
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "output_shapes.json").write_text(json.dumps({"xs": [2, 2, 1]}))
+    (records / "output_types.json").write_text(json.dumps({"xs": "uint8"}))
+    with pytest.raises(DatasetError, match=r"has no \*\.records shard, so no sample"):
+        describe_dataset(records)
+    (records / "0.records").write_bytes(b"")
+    with pytest.raises(DatasetError, match="hold no sample"):
+        describe_dataset(records)
+    folder = make_patches_folder(tmp_path, "train", n_points=4)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["n_samples"] = 5
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match="announces 5 samples but the patches-images hold 4"):
+        describe_dataset(folder)
+    (folder / "xs_patches.tif").unlink()
+    with pytest.raises(DatasetError, match=r"patches-image .*xs_patches\.tif' of key 'xs' is missing"):
+        describe_dataset(folder)
+
+
+def test_open_dataset_batches_dicts_in_stored_dtypes(tmp_path: Path):
+    folder = make_patches_folder(tmp_path, "train", n_points=10)
+    dataset = open_dataset(folder, batch_size=4, seed=1)
+    batches = list(dataset)
+    assert len(batches) == 2  # the remainder of 2 is dropped
+    assert {k: (v.shape.as_list(), v.dtype.name) for k, v in batches[0].items()} == {
+        "xs": ([4, 3, 5, 4], "uint16"), "xs2": ([4, 2, 2, 1], "float32"), "class": ([4, 1, 1, 1], "int32")}
+    with pytest.raises(DatasetError, match="holds 10 samples, fewer than one batch of 16"):
+        open_dataset(folder, batch_size=16)
+    with pytest.raises(InputError) as error:
+        open_dataset(folder, batch_size=0)
+    assert error.value.parameter == "BATCH_SIZE"

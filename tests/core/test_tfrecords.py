@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from otbtf_qgis.core.createtfrecords import CreateTFRecordsConfig, create_tfrecords
+from otbtf_qgis.core.data import describe_dataset, open_dataset
+from otbtf_qgis.core.errors import DatasetError
+from otbtf_qgis.core.ops import one_hot
+from otbtf_qgis.core.tfrecords import TFRecords
+
+from .patches_data import make_patches_folder, read_patches
+
+
+def write_otbtf_style(folder: Path, samples: list[dict[str, np.ndarray]], per_shard: int) -> None:
+    """A TFRecords folder exactly as the format says, written here with tf.train.Example."""
+    folder.mkdir()
+    first = samples[0]
+    (folder / "output_shapes.json").write_text(json.dumps({k: list(v.shape) for k, v in first.items()}))
+    (folder / "output_types.json").write_text(json.dumps({k: tf.as_dtype(v.dtype).name for k, v in first.items()}))
+    for shard, start in enumerate(range(0, len(samples), per_shard)):
+        with tf.io.TFRecordWriter(str(folder / f"{shard}.records")) as writer:
+            for sample in samples[start:start + per_shard]:
+                feature = {k: tf.train.Feature(bytes_list=tf.train.BytesList(
+                    value=[tf.io.serialize_tensor(v).numpy()])) for k, v in sample.items()}
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+def otbtf_samples(n: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    return [{"input_xs": rng.integers(0, 60000, (4, 3, 2)).astype(np.uint16),
+             "labels": rng.integers(0, 5, (4, 3, 1)).astype(np.uint8)} for _ in range(n)]
+
+
+def test_reads_a_folder_written_with_tf_train_example(tmp_path: Path):
+    samples = otbtf_samples(10)
+    folder = tmp_path / "otbtf"
+    write_otbtf_style(folder, samples, per_shard=4)  # shards of 4, 4, 2; shard 10 would sort after 2
+    description = describe_dataset(folder)
+    assert (description.kind, description.n_samples) == ("tfrecords", 10)
+    assert description.shapes == {"input_xs": (4, 3, 2), "labels": (4, 3, 1)}
+    assert description.dtypes == {"input_xs": "uint16", "labels": "uint8"}
+    assert description.class_mapping == {} and description.ignore_label is None
+    batches = list(TFRecords(folder).read(batch_size=3, target_keys=["labels"], drop_remainder=False))
+    assert [len(inputs["input_xs"]) for inputs, _ in batches] == [3, 3, 3, 1]
+    inputs = np.concatenate([i["input_xs"].numpy() for i, _ in batches])
+    targets = np.concatenate([t["labels"].numpy() for _, t in batches])
+    assert set(batches[0][0]) == {"input_xs"} and set(batches[0][1]) == {"labels"}
+    np.testing.assert_array_equal(inputs, np.stack([s["input_xs"] for s in samples]))
+    np.testing.assert_array_equal(targets, np.stack([s["labels"] for s in samples]))
+    dataset = open_dataset(folder, batch_size=5, shuffle=False)
+    assert dataset.element_spec["input_xs"].shape.as_list() == [5, 4, 3, 2]
+    assert dataset.element_spec["labels"].dtype == tf.uint8
+
+
+def test_patches_to_tfrecords_to_tensors_is_bit_exact(tmp_path: Path):
+    patches = make_patches_folder(tmp_path, "train", n_points=23)
+    create_tfrecords(CreateTFRecordsConfig(inputs=(str(patches),), output_dir=str(tmp_path / "tfr"),
+                                           n_samples_per_shard=7, seed=3))
+    source = read_patches(patches)
+    patches_ids = json.loads((patches / "manifest.json").read_text())["point_ids"]
+    manifest = json.loads((tmp_path / "tfr" / "manifest.json").read_text())
+    assert manifest["format"] == "otbtf_qgis-tfrecords/1" and manifest["n_samples"] == 23
+    assert [s["n_samples"] for s in manifest["shards"]] == [7, 7, 7, 2]
+    assert sorted(manifest["point_ids"]) == sorted(patches_ids) and manifest["point_ids"] != patches_ids
+    description = describe_dataset(tmp_path / "tfr")
+    assert description.shapes == {"xs": (3, 5, 4), "xs2": (2, 2, 1), "class": (1, 1, 1)}
+    assert description.dtypes == {"xs": "uint16", "xs2": "float32", "class": "int32"}
+    assert description.class_mapping == {"crop": 0, "tree": 1, "water": 2}
+    tensors = list(open_dataset(tmp_path / "tfr", batch_size=1, shuffle=False, drop_remainder=False))
+    assert len(tensors) == 23
+    for i, batch in enumerate(tensors):
+        index = patches_ids.index(manifest["point_ids"][i])
+        for key, values in source.items():
+            got = batch[key].numpy()[0]
+            assert got.dtype == values.dtype and got.tobytes() == values[index].tobytes(), key
+
+
+def test_shards_and_drop_remainder(tmp_path: Path):
+    patches = make_patches_folder(tmp_path, "train", n_points=23)
+    create_tfrecords(CreateTFRecordsConfig(inputs=(str(patches),), output_dir=str(tmp_path / "drop"),
+                                           n_samples_per_shard=10, drop_remainder=True))
+    assert sorted(p.name for p in (tmp_path / "drop").glob("*.records")) == ["0.records", "1.records"]
+    assert describe_dataset(tmp_path / "drop").n_samples == 20
+
+
+def test_seeded_shuffle_is_reproducible_and_complete(tmp_path: Path):
+    patches = make_patches_folder(tmp_path, "train", n_points=23)
+    create_tfrecords(CreateTFRecordsConfig(inputs=(str(patches),), output_dir=str(tmp_path / "tfr"),
+                                           n_samples_per_shard=5, shuffle=False))
+
+    def order(seed: int | None) -> list[int]:
+        records = TFRecords(tmp_path / "tfr").as_dataset(batch_size=None, shuffle_buffer_size=8, seed=seed)
+        return [int(s["xs"].numpy()[0, 0, 0]) for s in records]  # encodes the patch's top-left pixel
+
+    first = order(1)
+    assert first == order(1) and first != order(2)
+    assert sorted(first) == sorted(order(None)) and len(first) == 23
+
+
+def corrupt(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_truncated_or_corrupt_shards_are_named(tmp_path: Path):
+    patches = make_patches_folder(tmp_path, "train", n_points=12)
+    for name in ("truncated", "bad_length", "bad_data"):
+        create_tfrecords(CreateTFRecordsConfig(inputs=(str(patches),), output_dir=str(tmp_path / name),
+                                               n_samples_per_shard=5))
+    shard = tmp_path / "truncated" / "1.records"
+    shard.write_bytes(shard.read_bytes()[:-20])
+    with pytest.raises(DatasetError, match=r"shard '.*truncated/1\.records' is truncated") as error:
+        describe_dataset(tmp_path / "truncated", "VALID_DATA")
+    assert error.value.parameter == "VALID_DATA"
+    with pytest.raises(DatasetError, match=r"truncated/1\.records"):
+        open_dataset(tmp_path / "truncated", batch_size=2)
+    corrupt(tmp_path / "bad_length" / "2.records", 3)
+    with pytest.raises(DatasetError, match=r"'.*bad_length/2\.records' is corrupt \(bad length checksum"):
+        describe_dataset(tmp_path / "bad_length")
+    corrupt(tmp_path / "bad_data" / "0.records", 40)  # inside the data of the first record
+    assert describe_dataset(tmp_path / "bad_data").n_samples == 12  # the framing is intact
+    with pytest.raises(DatasetError, match=r"shard '.*bad_data/0\.records' is corrupt"):
+        TFRecords(tmp_path / "bad_data").verify()
+    with pytest.raises(DatasetError, match=r"bad_data/0\.records"):
+        open_dataset(tmp_path / "bad_data", batch_size=2)
+
+
+def test_one_hot_as_otbtf():
+    labels = tf.constant([[[0], [2]], [[1], [255]]], tf.uint8)
+    encoded = one_hot(labels, 3).numpy()
+    assert encoded.shape == (2, 2, 3)
+    np.testing.assert_array_equal(encoded.reshape(4, 3), [[1, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 0]])
