@@ -395,7 +395,7 @@ class Checkpoints:
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
             raise ModelError(f"the checkpoint '{prefix}' cannot be restored ({type(exc).__name__}: {exc}). Set "
                              "RESUME off to start over.", "RESUME") from exc
-        history = {k: [float(x) for x in v] for k, v in state.get("history", {}).items()}
+        history = {k: [int(x) if k == "epoch" else float(x) for x in v] for k, v in state.get("history", {}).items()}
         return int(state["epoch"]), history
 
     def save(self, epoch: int, history: Mapping[str, list[float]], extra: Mapping[str, Any]) -> None:

@@ -116,8 +116,10 @@ def test_cancel_keeps_the_last_checkpoint_and_resume_continues(folders: dict[str
     assert "resuming after epoch 1" in " ".join(resumed.messages)
     assert [m for m in resumed.messages if m.startswith("epoch")] == [
         m for m in resumed.messages if m.startswith("epoch 2/2")]
-    history = json.loads((output / "history.json").read_text())
+    history_text = (output / "history.json").read_text()
+    history = json.loads(history_text)
     assert history["epoch"] == [1, 2] and len(history["loss"]) == 2
+    assert '"epoch": [\n    1,\n    2\n  ]' in history_text  # epochs stay integers across a resume
     assert json.loads((training_folder(output) / "state.json").read_text())["epoch"] == 2
 
 

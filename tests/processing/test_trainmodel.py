@@ -63,3 +63,23 @@ def test_trainmodel_reports_bad_labels_and_publishes_nothing(data: dict[str, Pat
     text = done.stdout + done.stderr
     assert "TRAIN_DATA: a label has the value 7, but labels must be 0 to 1 (N_CLASSES = 2)" in text
     assert not output.exists()
+
+
+def test_trains_on_the_output_of_patches_extraction(run_alg, tmp_path: Path):
+    """The whole chain headless: selection with polygon labels → extraction (xs + labels) → training."""
+    from .sampling_data import make_image, make_polygons
+
+    image = make_image(tmp_path / "image.tif")
+    run_alg("patchesselection", INPUT=image, PATCH_SIZE=16, STEP=8, STRATEGY="all",
+            POLYGONS=make_polygons(tmp_path / "polygons.gpkg"), CLASS_FIELD="landcover",
+            OUTPUT_TRAIN=tmp_path / "train.gpkg", OUTPUT_LABELS=tmp_path / "labels.tif")
+    run_alg("patchesextraction", SOURCES=[image, tmp_path / "labels.tif"], PATCH_SIZES="16",
+            SOURCE_NAMES="xs,labels", POINTS=tmp_path / "train.gpkg", FIELD="landcover",
+            OUTPUT_DIR=tmp_path / "patches")
+    result = run_alg("trainmodel", TRAIN_DATA=tmp_path / "patches", EPOCHS=1, BATCH_SIZE=10, SEED=0,
+                     OUTPUT_MODEL=tmp_path / "model")["results"]
+    description = json.loads((tmp_path / "model" / "otbtf_model.json").read_text())
+    assert description["inputs"] == {"input_xs": {"bands": 3, "dtype": "uint16", "patch_size": [16, 16]}}
+    assert description["class_names"] == ["crop", "water"] and description["n_classes"] == 2
+    assert description["training"]["label_key"] == "labels" and description["training"]["ignore_label"] == 255
+    assert set(json.loads(result["METRICS"])) == {"loss", "accuracy", "precision", "recall"}
