@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .test_trainmodel import data, trained  # noqa: F401 - session fixtures shared with the training tests
 
-
-def test_receptivefield_recommends_crop16_for_64(trained: tuple[Path, dict], run_alg, tmp_path: Path):  # noqa: F811
-    output, _ = trained
+def test_receptivefield_recommends_crop16_for_64(trained_model: tuple[Path, dict], run_alg, tmp_path: Path):
+    output, _ = trained_model
     report = tmp_path / "report.html"
     result = run_alg("receptivefield", MODEL=str(output), INPUT_SIZE=64, OUTPUT_HTML=str(report))["results"]
     assert (result["OUTPUT_NAME"], result["RFIELD"], result["EFIELD"]) == ("predictions_softmax_tensor_crop16", 64, 32)

@@ -1,4 +1,4 @@
-"""otbtf:trainmodel through the real qgis_process (its trained model serves test_receptivefield too)."""
+"""otbtf:trainmodel through the real qgis_process."""
 
 from __future__ import annotations
 
@@ -6,36 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.core.training_data import make_samples, write_patches_folder
 
 from .conftest import qgis_process
 
 
-@pytest.fixture(scope="session")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("train")
-    images, labels = make_samples(16, 64, 2, seed=1)
-    valid_images, valid_labels = make_samples(8, 64, 2, seed=2)
-    return {"train": write_patches_folder(root / "train", images, labels, class_names=("water", "land")),
-            "valid": write_patches_folder(root / "valid", valid_images, valid_labels, class_names=("water", "land")),
-            "root": root}
-
-
-@pytest.fixture(scope="session")
-def trained(data: dict[str, Path], dev_profile: Path) -> tuple[Path, dict]:
-    from .conftest import run_json
-
-    output = data["root"] / "model"
-    result = run_json(["run", "otbtf:trainmodel", "--", f"TRAIN_DATA={data['train']}",
-                       f"VALID_DATA={data['valid']}", "EPOCHS=2", "BATCH_SIZE=8", "LEARNING_RATE=0.01", "SEED=1",
-                       f"OUTPUT_MODEL={output}"], dev_profile)
-    return output, result
-
-
-def test_trainmodel_writes_the_model_and_reports_metrics(trained: tuple[Path, dict]):
-    output, result = trained
+def test_trainmodel_writes_the_model_and_reports_metrics(trained_model: tuple[Path, dict]):
+    output, result = trained_model
     outputs = result["results"]
     assert outputs["OUTPUT_MODEL"] == str(output)
     metrics = json.loads(outputs["METRICS"])
@@ -52,11 +30,12 @@ def test_trainmodel_writes_the_model_and_reports_metrics(trained: tuple[Path, di
     assert (Path(outputs["TRAINING_FOLDER"]) / "state.json").is_file()
 
 
-def test_trainmodel_reports_bad_labels_and_publishes_nothing(data: dict[str, Path], dev_profile: Path):
+def test_trainmodel_reports_bad_labels_and_publishes_nothing(training_folders: dict[str, Path], dev_profile: Path):
     images, labels = make_samples(8, 64, 2, seed=3)
     labels[0, 0, 0, 0] = 7
-    folder = write_patches_folder(data["root"] / "bad", images, labels.astype(np.uint8), class_names=("water", "land"))
-    output = data["root"] / "bad_model"
+    folder = write_patches_folder(training_folders["root"] / "bad", images, labels.astype(np.uint8),
+                                  class_names=("water", "land"))
+    output = training_folders["root"] / "bad_model"
     done = qgis_process(["run", "otbtf:trainmodel", "--", f"TRAIN_DATA={folder}", "EPOCHS=1", "BATCH_SIZE=4",
                          f"OUTPUT_MODEL={output}"], dev_profile)
     assert done.returncode != 0
