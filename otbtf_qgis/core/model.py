@@ -317,7 +317,11 @@ class ModelBase(keras.Model):
                                     input_signature=input_signature, **kwargs)
 
     def save(self, filepath: str | Path, overwrite: bool = True, zipped: bool | None = None, **kwargs: Any) -> None:
-        """Save like Keras for ``.keras``/``.h5`` paths; any other path gets a SavedModel (as OTBTF's docs do)."""
+        """Save like Keras for ``.keras``/``.h5`` paths; any other path gets a SavedModel (as OTBTF's docs do).
+
+        Reloading a ``.keras`` file needs the model class registered with Keras; to keep
+        weights across sessions, ``save_weights``/``load_weights`` always work.
+        """
         if str(filepath).endswith((".keras", ".h5")):
             super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
         else:

@@ -314,20 +314,26 @@ def distribution_strategy() -> tf.distribute.Strategy:
 
 
 def architecture(model: ModelBase) -> dict[str, Any]:
-    """What a checkpoint must match: the model class and its variables' names and shapes."""
+    """What a checkpoint must match: the model class and its variables' kinds and shapes, in order.
+
+    Variables are compared by position, kind (``kernel``, ``bias``, …) and shape, not by
+    layer name: Keras numbers unnamed layers per process (``conv2d_3``), which must not
+    make a checkpoint look foreign.
+    """
     return {"class": type(model).__name__,
-            "variables": [[v.path, [int(d) for d in v.shape]] for v in model.weights]}
+            "variables": [[v.path.rsplit("/", 1)[-1], [int(d) for d in v.shape]] for v in model.weights]}
 
 
-def _architecture_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+def _architecture_difference(saved: Mapping[str, Any], current: Mapping[str, Any], names: list[str]) -> str:
     if saved.get("class") != current.get("class"):
         return f"it was written by {saved.get('class')}, the model is {current.get('class')}"
-    theirs = {p: s for p, s in saved.get("variables", [])}
-    ours = {p: s for p, s in current.get("variables", [])}
-    for path in list(ours) + list(theirs):
-        if theirs.get(path) != ours.get(path):
-            return (f"variable '{path}' is {tuple(theirs[path]) if path in theirs else 'absent'} in the checkpoint "
-                    f"and {tuple(ours[path]) if path in ours else 'absent'} in the model")
+    theirs, ours = list(saved.get("variables", [])), list(current.get("variables", []))
+    if len(theirs) != len(ours):
+        return f"it has {len(theirs)} variables, the model {len(ours)}"
+    for index, (mine, other) in enumerate(zip(ours, theirs, strict=True)):
+        if mine != other:
+            return (f"variable '{names[index]}' is {tuple(other[1])} in the checkpoint and {tuple(mine[1])} in the "
+                    "model")
     return "the variables differ"
 
 
@@ -345,6 +351,7 @@ class Checkpoints:
         self.folder = workspace / CHECKPOINTS
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
         self.architecture = architecture(model)
+        self.variable_names = [str(v.path) for v in model.weights]
         self.inputs = dict(inputs)
 
     @property
@@ -385,7 +392,8 @@ class Checkpoints:
                 raise InputError(f"'{name}' is {spec['dtype']} but the checkpoint in '{self.workspace}' was trained "
                                  f"on {theirs['dtype']}. Give data of the same type, or set RESUME off.", "TRAIN_DATA")
         if state.get("architecture") != self.architecture:
-            difference = _architecture_difference(state.get("architecture", {}), self.architecture)
+            difference = _architecture_difference(state.get("architecture", {}), self.architecture,
+                                                  self.variable_names)
             raise ModelError(f"the checkpoint in '{self.workspace}' belongs to another model: {difference}. Train "
                              "the same model to resume, or set RESUME off to start over (the checkpoint is "
                              "replaced).", "RESUME")

@@ -138,6 +138,21 @@ def test_resume_from_another_architecture_is_refused(folders: dict[str, Path], t
         run(config(folders, trained, epochs=2, resume=True, model_file=str(model_file)), Recorder())
 
 
+def test_architecture_ignores_the_numbering_of_unnamed_layers():
+    from otbtf_qgis.core.model import ModelBase
+    from otbtf_qgis.core.training import architecture
+
+    class Unnamed(ModelBase):
+        def get_outputs(self, normalized_inputs):
+            return {"predictions": tf.keras.layers.Conv2D(2, 3)(normalized_inputs["input_xs"])}
+
+    spec = ({"input_xs": tf.TensorSpec((None, 8, 8, 1), tf.float32)}, {})
+    first, second = Unnamed(spec), Unnamed(spec)
+    assert first.weights[0].path != second.weights[0].path  # Keras numbered the second conv2d
+    assert architecture(first) == architecture(second) == {
+        "class": "Unnamed", "variables": [["kernel", [3, 3, 1, 2]], ["bias", [2]]]}
+
+
 def test_resume_with_other_bands_is_refused(trained: Path, tmp_path: Path):
     images, labels = make_samples(16, 32, 4, seed=3)
     four_bands = write_patches_folder(tmp_path / "four", images, labels)
