@@ -67,9 +67,9 @@ def measure(folder: Path, workdir: Path) -> dict[str, float]:
     from otbtf_qgis.core.progress import NullReporter
     from otbtf_qgis.core.training import (
         DistributedSteps,
-        _open_datasets,
         build_model,
         make_optimizer,
+        open_training_datasets,
         plan_training_data,
         target_shape,
     )
@@ -82,7 +82,7 @@ def measure(folder: Path, workdir: Path) -> dict[str, float]:
         model = build_model(config, data, NullReporter())
         target = target_shape(model, data)
         optimizer = make_optimizer(model, 1e-4)
-    dataset = _open_datasets(config, data, target, NullReporter())["train"]
+    dataset = open_training_datasets(config, data, target, NullReporter())["train"]
     steps = DistributedSteps(model, optimizer, strategy)
     distributed = strategy.experimental_distribute_dataset(dataset)
     samples = (N_SAMPLES // BATCH) * BATCH

@@ -569,6 +569,42 @@ def make_optimizer(model: ModelBase, learning_rate: float) -> Any:
     return optimizer
 
 
+def train_epochs(loop: DistributedSteps, datasets: Mapping[str, Any], config: TrainModelConfig, initial_epoch: int,
+                 history: dict[str, list[float]], steps_per_epoch: int, reporter: Reporter,
+                 summaries: SummaryWriters, checkpoints: Checkpoints,
+                 state_extra: Mapping[str, Any]) -> dict[str, float]:
+    """Epochs ``initial_epoch`` to ``EPOCHS``, then the test set; return the test metrics.
+
+    After each epoch: its metrics in the log, ``history`` and TensorBoard, then a
+    checkpoint. Progress covers 5–93 % of ``reporter`` by batch; cancel is checked after
+    every batch.
+    """
+    training = reporter.sub(0.05, 0.93)
+    total = max((config.epochs - initial_epoch) * steps_per_epoch, 1)
+    for epoch in range(initial_epoch, config.epochs):
+        done = (epoch - initial_epoch) * steps_per_epoch
+
+        def on_train_batch(index: int, done: int = done) -> None:
+            reporter.check_canceled()
+            training.progress(min((done + index + 1) / total, 1.0))
+
+        metrics = loop.run_epoch(datasets["train"], True, on_train_batch)
+        if "valid" in datasets:
+            valid = loop.run_epoch(datasets["valid"], False, lambda index: reporter.check_canceled())
+            metrics.update({f"val_{k}": v for k, v in valid.items()})
+        history.setdefault("epoch", []).append(epoch + 1)
+        for key, value in metrics.items():
+            history.setdefault(key, []).append(value)
+        reporter.info(f"epoch {epoch + 1}/{config.epochs}: {format_metrics(metrics)}")
+        summaries.write(epoch + 1, metrics)
+        checkpoints.save(epoch + 1, history, state_extra)
+    if "test" not in datasets:
+        return {}
+    test = loop.run_epoch(datasets["test"], False, lambda index: reporter.check_canceled())
+    reporter.progress(0.96)
+    return {f"test_{k}": v for k, v in test.items()}
+
+
 def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Train, evaluate and export (see the module docstring); return paths and final metrics."""
     reporter = reporter or NullReporter()
@@ -587,7 +623,7 @@ def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str,
         model = build_model(config, data, reporter)
         target = target_shape(model, data)
         optimizer = make_optimizer(model, config.learning_rate)
-    datasets = _open_datasets(config, data, target, reporter)
+    datasets = open_training_datasets(config, data, target, reporter)
     reporter.progress(0.04)
     inputs = {name: {"shape": list(spec.shape[1:]), "dtype": spec.dtype.name}
               for name, spec in data.input_spec().items()}
@@ -597,34 +633,11 @@ def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str,
         initial_epoch, history = _start(config, checkpoints, workspace_path, reporter)
         steps = max(data.train.n_samples // config.batch_size if data.train.n_samples else 1, 1)
         loop = DistributedSteps(model, optimizer, strategy)
-        summaries = SummaryWriters(workspace / LOGS, reporter)
         distributed = {role: strategy.experimental_distribute_dataset(dataset) for role, dataset in datasets.items()}
-        training = reporter.sub(0.05, 0.93)
-        total = max((config.epochs - initial_epoch) * steps, 1)
-        state_extra = {"n_classes": data.n_classes, "train_data": data.train.path}
         try:
-            for epoch in range(initial_epoch, config.epochs):
-                done = (epoch - initial_epoch) * steps
-
-                def on_train_batch(index: int, done: int = done) -> None:
-                    reporter.check_canceled()
-                    training.progress(min((done + index + 1) / total, 1.0))
-
-                metrics = loop.run_epoch(distributed["train"], True, on_train_batch)
-                if "valid" in distributed:
-                    valid = loop.run_epoch(distributed["valid"], False, lambda index: reporter.check_canceled())
-                    metrics.update({f"val_{k}": v for k, v in valid.items()})
-                history.setdefault("epoch", []).append(epoch + 1)
-                for key, value in metrics.items():
-                    history.setdefault(key, []).append(value)
-                reporter.info(f"epoch {epoch + 1}/{config.epochs}: {format_metrics(metrics)}")
-                summaries.write(epoch + 1, metrics)
-                checkpoints.save(epoch + 1, history, state_extra)
-            test_metrics: dict[str, float] = {}
-            if "test" in distributed:
-                test = loop.run_epoch(distributed["test"], False, lambda index: reporter.check_canceled())
-                test_metrics = {f"test_{k}": v for k, v in test.items()}
-                reporter.progress(0.96)
+            test_metrics = train_epochs(loop, distributed, config, initial_epoch, history, steps, reporter,
+                                        SummaryWriters(workspace / LOGS, reporter), checkpoints,
+                                        {"n_classes": data.n_classes, "train_data": data.train.path})
         except tf.errors.InvalidArgumentError as exc:
             error = bad_label_error(exc, data)
             if error is None:
@@ -686,8 +699,9 @@ def _start(config: TrainModelConfig, checkpoints: Checkpoints, workspace: Path,
     return 0, {}
 
 
-def _open_datasets(config: TrainModelConfig, data: TrainingData, target: tuple[int, ...],
-                   reporter: Reporter) -> dict[str, tf.data.Dataset]:
+def open_training_datasets(config: TrainModelConfig, data: TrainingData, target: tuple[int, ...],
+                           reporter: Reporter) -> dict[str, tf.data.Dataset]:
+    """The train (shuffled, full batches), valid and test datasets, preprocessed for :class:`DistributedSteps`."""
     datasets: dict[str, tf.data.Dataset] = {}
     for role, description, parameter, shuffle in (("train", data.train, "TRAIN_DATA", True),
                                                   ("valid", data.valid, "VALID_DATA", False),

@@ -350,3 +350,22 @@ def test_two_workers_on_loopback_train_like_one(two_class_folders: dict[str, Pat
     assert (tmp_path / "cluster" / "saved_model.pb").is_file()
     assert json.loads((tmp_path / "cluster" / "history.json").read_text())["epoch"] == list(range(1, 7))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster", "cluster_training", "single", "single_training"]
+
+
+def test_cancel_through_the_worker_keeps_the_checkpoint_and_publishes_nothing(folders: dict[str, Path],
+                                                                             tmp_path: Path):
+    """The Processing path: cancel reaches the worker process, which stops; the client cleans up."""
+    import sys
+
+    from otbtf_qgis.core.client import run_worker
+    from otbtf_qgis.core.config import config_to_dict
+
+    output = tmp_path / "model"
+    reporter = Recorder(cancel_after="epoch 1/")
+    with pytest.raises(CancelledError):
+        run_worker(sys.executable, "trainmodel", config_to_dict(config(folders, output, epochs=20)), reporter,
+                   outputs=[output])
+    assert not output.exists() and not list(tmp_path.glob(".model.partial-*"))
+    state = json.loads((training_folder(output) / "state.json").read_text())
+    assert 1 <= state["epoch"] < 20
+    assert (training_folder(output) / "checkpoints" / f"epoch-{state['epoch']}.index").is_file()
