@@ -34,6 +34,10 @@ from otbtf_qgis.core.errors import DatasetError, InputError
 #: TFRecords folders up to this size have every record checksum verified when opened
 #: (a full read at disk speed); bigger ones only have their framing checked.
 FULL_VERIFY_MAX_BYTES = 1 << 30
+#: Shuffle buffer (samples) for TFRecords. Shards are also read in a new random order each
+#: epoch, four at a time, and Create TFRecords writes samples in random order, so a
+#: moderate buffer mixes well; a big one costs memory and throughput.
+SHUFFLE_BUFFER = 512
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,13 @@ def describe_dataset(folder: str | os.PathLike[str], parameter: str = "TRAIN_DAT
         return _describe_tfrecords(path, manifest, parameter)
     if manifest is None and any(path.glob("*_patches.tif")):
         return _describe_patches(path, None, parameter)
+    inside = sorted(p.name for p in path.iterdir() if p.is_dir() and ((p / MANIFEST_NAME).is_file()
+                                                                      or (p / OUTPUT_SHAPES_NAME).is_file()))
+    hint = f" It holds the datasets {', '.join(inside)}: give one of them." if inside else ""
     raise DatasetError(
         f"'{path}' is not a dataset folder: it has neither a {MANIFEST_NAME} of a patches extraction nor the "
-        f"{OUTPUT_SHAPES_NAME} of TFRecords. Give the output folder of Patches extraction or Create TFRecords.",
-        parameter)
+        f"{OUTPUT_SHAPES_NAME} of TFRecords.{hint} Give the output folder of Patches extraction or Create "
+        "TFRecords.", parameter)
 
 
 def _existing_folder(folder: str | os.PathLike[str], parameter: str) -> Path:
@@ -242,9 +249,10 @@ def open_dataset(folder: str | os.PathLike[str], batch_size: int, shuffle: bool 
 
     Patches-images that fit in memory (up to 1 GiB) are loaded once and sliced in
     TensorFlow; bigger ones are read patch by patch in parallel. TFRecords shards are read
-    in parallel, parsed in parallel and prefetched; their framing is checked first (and
-    every checksum when the folder is at most 1 GiB), so a damaged shard is named before
-    training starts.
+    in a new random order each epoch (four at a time, through a 512-sample shuffle
+    buffer), parsed a batch at a time in parallel and prefetched; their framing is checked
+    first (and every checksum when the folder is at most 1 GiB), so a damaged shard is
+    named before training starts.
 
     Args:
         folder: A patches folder or a TFRecords folder.
@@ -275,5 +283,5 @@ def open_dataset(folder: str | os.PathLike[str], batch_size: int, shuffle: bool 
     total_bytes = sum(shard.stat().st_size for shard in shard_files(description.path))
     if total_bytes <= FULL_VERIFY_MAX_BYTES:
         records.verify()
-    return records.as_dataset(batch_size, shuffle_buffer_size=min(description.n_samples or 1000, 10000)
+    return records.as_dataset(batch_size, shuffle_buffer_size=min(description.n_samples or 1, SHUFFLE_BUFFER)
                               if shuffle else None, seed=seed, drop_remainder=drop_remainder)

@@ -5,9 +5,9 @@ at the point's pixel minus ``size // 2`` (OTBTF's rule, see :mod:`otbtf_qgis.cor
 points are reprojected to each source's CRS first. A point is kept only when its patch
 lies fully inside every source and holds none of the sources' nodata (a pixel is nodata
 when any band equals that band's nodata value); the others are counted per reason.
-Kept points keep their order in the layer, so sample ``i`` of every source and of the
-class labels belongs to the ``i``-th kept point (its id is ``point_ids[i]`` in the
-manifest).
+Samples are stored in a spatial order (chunk by chunk of the first source, see below),
+the same for every source and the class labels: sample ``i`` belongs to the point whose
+id is ``point_ids[i]`` in the manifest.
 
 Output (``docs/formats.md``): one ``<name>_patches.tif`` per source (width = patch x,
 height = N x patch y, the source's bands and dtype), ``labels.tif`` (1 x N, int32) with
@@ -16,24 +16,27 @@ the class field, and ``manifest.json``. String classes are numbered alphabetical
 their value; the mapping is in the manifest.
 
 Reads are grouped by raster blocks: points are bucketed by the block-aligned chunk of
-the raster their patch starts in, each chunk is read once (when its patches cover it
-densely enough) and patches are sliced from memory. Patches go to per-source scratch
-arrays on disk at the point's slot, so the final images are written in point order
-without holding everything in memory.
+the first source their patch starts in; each group of points is read with one request
+per source when its patches cover their bounding box densely enough (GeoTIFF blocks are
+then decoded on all cores), the patches are sliced from memory and appended to the
+outputs in one write. Memory stays bounded by the group size. With nodata to check, the
+sources that have nodata are read once more first, because the output size must be
+known before writing.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from osgeo import gdal
 
 from otbtf_qgis.core.datafiles import (
     CLASS_KEY,
@@ -63,8 +66,8 @@ CHUNK_PIXELS = 1024
 DENSE_COVERAGE = 0.25
 #: Patches-images are striped, with about this many bytes per strip (at least one patch).
 STRIP_BYTES = 64 << 10
-#: Samples written per call when assembling the final images.
-WRITE_BATCH_BYTES = 32 << 20
+#: Patches read and written at once per source (bounds memory).
+GROUP_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -200,11 +203,10 @@ def _locate(points: PointTable, plan: _SourcePlan, reporter: Reporter) -> None:
     centre_inside = finite & (pixel_col >= 0) & (pixel_row >= 0) & (pixel_col < info.width) & (pixel_row < info.height)
     if not centre_inside.any():
         xmin, ymin, xmax, ymax = info.extent
-        px = transform_xy(points.x, points.y, points.crs_wkt, info.crs_wkt)
         raise InputError(
             f"none of the {len(points)} points falls on the source '{plan.spec.name}' ({plan.spec.path}): the raster "
-            f"covers x {xmin:g}..{xmax:g}, y {ymin:g}..{ymax:g} in its CRS, the points x {np.min(px[0]):g}.."
-            f"{np.max(px[0]):g}, y {np.min(px[1]):g}..{np.max(px[1]):g}. Check that POINTS and SOURCES cover the "
+            f"covers x {xmin:g}..{xmax:g}, y {ymin:g}..{ymax:g} in its CRS, the points x {np.nanmin(x):g}.."
+            f"{np.nanmax(x):g}, y {np.nanmin(y):g}..{np.nanmax(y):g}. Check that POINTS and SOURCES cover the "
             "same area and that the layer's CRS is right.", "POINTS")
 
 
@@ -217,80 +219,113 @@ def _chunk_shape(info: RasterInfo) -> tuple[int, int]:
     return round_up(CHUNK_PIXELS, block_w), round_up(CHUNK_PIXELS, block_h)
 
 
-def _invalid_table(region: Array, nodata: tuple[float | None, ...]) -> IntArray | None:
-    """Summed-area table of the nodata pixels of a ``(rows, cols, bands)`` region (``None``: no check)."""
-    checks = [(band, value) for band, value in enumerate(nodata) if value is not None]
-    if not checks:
-        return None
-    invalid = np.zeros(region.shape[:2], dtype=bool)
-    for band, value in checks:
-        plane = region[:, :, band]
-        invalid |= np.isnan(plane) if value is not None and math.isnan(value) else plane == value
-    table = np.zeros((invalid.shape[0] + 1, invalid.shape[1] + 1), dtype=np.int64)
-    np.cumsum(np.cumsum(invalid, axis=0), axis=1, out=table[1:, 1:])
-    return table
+def _open_for_reading(path: str) -> Any:
+    """The source, opened so that GeoTIFF reads spanning several blocks decode them on all cores."""
+    dataset = open_raster(path, "SOURCES")
+    if dataset.GetDriver().ShortName == "GTiff":
+        dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY, open_options=["NUM_THREADS=ALL_CPUS"])
+    return dataset
 
 
-def _read_source(plan: _SourcePlan, candidates: IntArray, scratch: Array, reporter: Reporter) -> npt.NDArray[np.bool_]:
-    """Copy the patch of each candidate point into ``scratch[slot]``; return which are nodata-free.
+def chunk_groups(plan: _SourcePlan, points: IntArray, max_group: int) -> list[IntArray]:
+    """Split ``points`` into spatially compact groups: the output order of the samples.
 
-    ``candidates[slot]`` is the point index of each slot. Points are processed chunk by
-    chunk (see the module docstring).
+    Points are bucketed by the block-aligned chunk of the raster their patch starts in
+    (chunks in row-major order), sorted by row then column inside a chunk, and buckets
+    are cut into groups of at most ``max_group`` points (memory bound).
     """
-    dataset = open_raster(plan.spec.path, "SOURCES")
-    psx, psy = plan.spec.patch_size
-    cols, rows = plan.cols[candidates], plan.rows[candidates]
+    cols, rows = plan.cols[points], plan.rows[points]
     chunk_w, chunk_h = _chunk_shape(plan.info)
     keys = (rows // chunk_h) * (plan.info.width // chunk_w + 1) + cols // chunk_w
     order = np.lexsort((cols, rows, keys))
-    boundaries = np.flatnonzero(np.diff(keys[order])) + 1
-    groups = np.split(order, boundaries)
-    clean = np.ones(len(candidates), dtype=bool)
-    for number, group in enumerate(groups):
-        reporter.check_canceled()
-        group_cols, group_rows = cols[group], rows[group]
-        left, top = int(group_cols.min()), int(group_rows.min())
-        right, bottom = int(group_cols.max()) + psx, int(group_rows.max()) + psy
-        area = (right - left) * (bottom - top)
-        if len(group) * psx * psy >= DENSE_COVERAGE * area:
-            region = read_window(dataset, Window(left, top, right - left, bottom - top))
-            table = _invalid_table(region, plan.spec.nodata)
-            for slot, col, row in zip(group.tolist(), (group_cols - left).tolist(), (group_rows - top).tolist(),
-                                      strict=True):
-                scratch[slot] = region[row:row + psy, col:col + psx]
-                if table is not None:
-                    clean[slot] = (table[row + psy, col + psx] - table[row, col + psx]
-                                   - table[row + psy, col] + table[row, col]) == 0
-        else:
-            for slot, col, row in zip(group.tolist(), group_cols.tolist(), group_rows.tolist(), strict=True):
-                patch = read_window(dataset, Window(col, row, psx, psy), out=scratch[slot])
-                table = _invalid_table(patch, plan.spec.nodata)
-                if table is not None:
-                    clean[slot] = table[-1, -1] == 0
-        reporter.progress((number + 1) / len(groups))
+    groups: list[IntArray] = []
+    for bucket in np.split(points[order], np.flatnonzero(np.diff(keys[order])) + 1):
+        groups.extend(bucket[start:start + max_group] for start in range(0, len(bucket), max_group))
+    return groups
+
+
+def _scratch(buffers: dict[str, Array], name: str, shape: tuple[int, ...], dtype: Any) -> Array:
+    """A C-contiguous array of ``shape`` carved from a reusable buffer (fresh memory costs page faults)."""
+    size = int(np.prod(shape))
+    buffer = buffers.get(name)
+    if buffer is None or buffer.size < size or buffer.dtype != np.dtype(dtype):
+        buffer = buffers[name] = np.empty(size, dtype=dtype)
+    return buffer[:size].reshape(shape)
+
+
+def read_group(dataset: Any, plan: _SourcePlan, points: IntArray, buffers: dict[str, Array] | None = None) -> Array:
+    """The patches of ``points`` (indices into the plan), as ``(n, psy, psx, bands)``.
+
+    When the patches cover at least :data:`DENSE_COVERAGE` of their bounding box, the box
+    is read in one request and the patches sliced from it; otherwise they are read one by
+    one. With ``buffers``, memory is reused between calls (the result is then only valid
+    until the next call).
+    """
+    buffers = {} if buffers is None else buffers
+    psx, psy = plan.spec.patch_size
+    cols, rows = plan.cols[points], plan.rows[points]
+    left, top = int(cols.min()), int(rows.min())
+    width, height = int(cols.max()) + psx - left, int(rows.max()) + psy - top
+    bands = plan.info.bands
+    patches = _scratch(buffers, "patches", (len(points), psy, psx, bands), plan.info.dtype)
+    if len(points) * psx * psy >= DENSE_COVERAGE * width * height:
+        region = read_window(dataset, Window(left, top, width, height),
+                             out=_scratch(buffers, "region", (height, width, bands), plan.info.dtype))
+        for index, (col, row) in enumerate(zip((cols - left).tolist(), (rows - top).tolist(), strict=True)):
+            patches[index] = region[row:row + psy, col:col + psx]
+    else:
+        for index, (col, row) in enumerate(zip(cols.tolist(), rows.tolist(), strict=True)):
+            read_window(dataset, Window(col, row, psx, psy), out=patches[index])
+    return patches
+
+
+def nodata_free(patches: Array, nodata: tuple[float | None, ...]) -> npt.NDArray[np.bool_]:
+    """Per patch of ``(n, rows, cols, bands)``: True when no pixel has a band equal to that band's nodata."""
+    clean = np.ones(len(patches), dtype=bool)
+    for band, value in enumerate(nodata):
+        if value is None:
+            continue
+        plane = patches[..., band]
+        clean &= ~(np.isnan(plane) if math.isnan(value) else plane == value).any(axis=(1, 2))
     return clean
 
 
-def _write_patches_image(path: Path, scratch: Array, slots: IntArray, patch_size: tuple[int, int],
-                         parameter: str) -> None:
-    """Write the patches of ``scratch[slots]`` in order as a striped patches-image."""
-    n = len(slots)
-    psy, psx, bands = scratch.shape[1:]
-    patch_bytes = psx * psy * bands * scratch.dtype.itemsize
+def _patches_writer(plan: _SourcePlan, n: int, path: Path) -> GeoTiffWriter:
+    """A striped, pixel-interleaved patches-image writer for ``n`` patches.
+
+    Uncompressed: patches-images are read whole for training, where decompressing would
+    cost more than the disk it saves.
+    """
+    psx, psy = plan.spec.patch_size
+    patch_bytes = psx * psy * plan.info.bands * np.dtype(plan.info.dtype).itemsize
     rows_per_strip = psy * max(1, STRIP_BYTES // max(patch_bytes, 1))
-    options = ["COMPRESS=ZSTD", "ZSTD_LEVEL=1", "INTERLEAVE=PIXEL", f"BLOCKYSIZE={min(rows_per_strip, n * psy)}",
-               "BIGTIFF=IF_SAFER"]
-    writer = GeoTiffWriter(path, psx, n * psy, bands, scratch.dtype, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
-                           creation_options=options, parameter=parameter)
-    try:
-        batch = max(1, WRITE_BATCH_BYTES // max(patch_bytes, 1))
-        for first in range(0, n, batch):
-            chunk = scratch[slots[first:first + batch]]
-            writer.write(Window(0, first * psy, psx, len(chunk) * psy), chunk.reshape(-1, psx, bands))
-        writer.finalize()
-    except BaseException:
-        writer.abort()
-        raise
+    options = ["INTERLEAVE=PIXEL", f"BLOCKYSIZE={min(rows_per_strip, n * psy)}", "BIGTIFF=IF_SAFER"]
+    return GeoTiffWriter(path, psx, n * psy, plan.info.bands, plan.info.dtype, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+                         creation_options=options, parameter="OUTPUT_DIR")
+
+
+T = TypeVar("T")
+
+
+def _read_ahead(reader: ThreadPoolExecutor, groups: list[IntArray], read: Callable[[int, IntArray], T],
+                reporter: Reporter) -> Iterator[T]:
+    """Yield ``read(number, group)`` for each group, the next one being read in ``reader`` meanwhile.
+
+    ``read`` must alternate between two sets of buffers by ``number % 2``: the result of
+    group ``k`` stays valid while group ``k + 1`` is read.
+    """
+    pending = reader.submit(read, 0, groups[0]) if groups else None
+    for number in range(len(groups)):
+        reporter.check_canceled()
+        assert pending is not None
+        result = pending.result()
+        pending = reader.submit(read, number + 1, groups[number + 1]) if number + 1 < len(groups) else None
+        try:
+            yield result
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            raise
 
 
 @dataclass(frozen=True)
@@ -317,7 +352,7 @@ class ExtractionResult:
 
 
 def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field: str,
-                    outputs: dict[str, Path], labels_output: Path | None, scratch_dir: Path,
+                    outputs: dict[str, Path], labels_output: Path | None,
                     reporter: Reporter | None = None) -> ExtractionResult:
     """Extract the patches of ``sources`` at the points of ``points_path`` into patches-images.
 
@@ -327,7 +362,6 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
         class_field: Optional class field ("" for none).
         outputs: Destination file per source name.
         labels_output: Destination of the 1 x N class image (required with ``class_field``).
-        scratch_dir: A folder for temporary arrays (emptied afterwards).
         reporter: Progress and cancel.
 
     Raises:
@@ -363,47 +397,70 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
     if len(candidates) == 0:
         raise _nothing_kept(len(points) + points.skipped, rejected)
     reporter.progress(0.05)
-    scratch_dir.mkdir(parents=True, exist_ok=True)
-    scratches = []
-    clean = np.ones(len(candidates), dtype=bool)
-    weights = np.array([p.spec.patch_size[0] * p.spec.patch_size[1] * p.info.bands for p in plans], np.float64)
-    bounds = 0.05 + 0.8 * np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
-    try:
-        for index, plan in enumerate(plans):
-            psx, psy = plan.spec.patch_size
-            scratch = np.lib.format.open_memmap(scratch_dir / f"{index}.npy", mode="w+", dtype=plan.info.dtype,
-                                                shape=(len(candidates), psy, psx, plan.info.bands))
-            clean &= _read_source(plan, candidates, scratch, reporter.sub(bounds[index], bounds[index + 1]))
-            scratches.append(scratch)
-        rejected["nodata"] = int((~clean).sum())
-        slots = np.flatnonzero(clean)
-        if len(slots) == 0:
+    patch_bytes = max(p.spec.patch_size[0] * p.spec.patch_size[1] * p.info.bands * np.dtype(p.info.dtype).itemsize
+                      for p in plans)
+    groups = chunk_groups(plans[0], candidates, max(1, GROUP_BYTES // patch_bytes))
+    datasets = [_open_for_reading(plan.spec.path) for plan in plans]
+    # Two sets of buffers: the next group is read (GDAL releases the GIL) while this one is written.
+    buffers: list[list[dict[str, Array]]] = [[{} for _ in plans], [{} for _ in plans]]
+    checked = [i for i, plan in enumerate(plans) if any(v is not None for v in plan.spec.nodata)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="otbtf-read") as reader:
+        if checked:
+            # The output size must be known before writing: find the rejected points first.
+            part = reporter.sub(0.05, 0.45)
+
+            def clean_of(number: int, group: IntArray) -> npt.NDArray[np.bool_]:
+                clean = np.ones(len(group), dtype=bool)
+                for index in checked:
+                    patches = read_group(datasets[index], plans[index], group, buffers[number % 2][index])
+                    clean &= nodata_free(patches, plans[index].spec.nodata)
+                return clean
+
+            for number, clean in enumerate(_read_ahead(reader, groups, clean_of, reporter)):
+                rejected["nodata"] += int((~clean).sum())
+                groups[number] = groups[number][clean]
+                part.progress((number + 1) / len(groups))
+            groups = [group for group in groups if len(group)]
+        if not groups:
             raise _nothing_kept(len(points) + points.skipped, rejected)
-        reporter.check_canceled()
-        files: dict[str, Path] = {}
-        for index, plan in enumerate(plans):
-            destination = outputs[plan.spec.name]
-            _write_patches_image(destination, scratches[index], slots, plan.spec.patch_size, "OUTPUT_DIR")
-            files[plan.spec.name] = destination
-            reporter.progress(0.85 + 0.13 * (index + 1) / len(plans))
-        kept_points = candidates[slots]
-        if labels is not None:
-            assert labels_output is not None
-            # labels.codes has one entry per point with a class, in layer order.
-            code_of_point = np.full(len(points), -1, np.int64)
-            code_of_point[np.flatnonzero(np.array([v is not None for v in points.values[class_field]]))] = labels.codes
-            class_image = code_of_point[kept_points].astype(np.int32).reshape(-1, 1, 1)
-            writer = GeoTiffWriter(labels_output, 1, len(class_image), 1, np.int32, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
-                                   creation_options=["COMPRESS=ZSTD", "ZSTD_LEVEL=1", "BIGTIFF=IF_SAFER"],
-                                   parameter="OUTPUT_DIR")
-            with writer:
-                writer.write(Window(0, 0, 1, len(class_image)), class_image)
-            files[CLASS_KEY] = labels_output
-    finally:
-        del scratches
-        shutil.rmtree(scratch_dir, ignore_errors=True)
+        kept_points = np.concatenate(groups)
+        writers = [_patches_writer(plan, len(kept_points), outputs[plan.spec.name]) for plan in plans]
+        part = reporter.sub(0.45 if checked else 0.05, 0.97)
+
+        def patches_of(number: int, group: IntArray) -> list[Array]:
+            return [read_group(dataset, plan, group, buffer)
+                    for plan, dataset, buffer in zip(plans, datasets, buffers[number % 2], strict=True)]
+
+        try:
+            offset = 0
+            for number, patches in enumerate(_read_ahead(reader, groups, patches_of, reporter)):
+                size = len(groups[number])
+                for plan, writer, values in zip(plans, writers, patches, strict=True):
+                    psx, psy = plan.spec.patch_size
+                    writer.write(Window(0, offset * psy, psx, size * psy), values.reshape(-1, psx, plan.info.bands))
+                    if writer.dataset is not None:  # write to disk now, while the next group is read
+                        writer.dataset.FlushCache()
+                offset += size
+                part.progress((number + 1) / len(groups))
+            for writer in writers:
+                writer.finalize()
+        except BaseException:
+            for writer in writers:
+                writer.abort()
+            raise
+    files: dict[str, Path] = {plan.spec.name: outputs[plan.spec.name] for plan in plans}
+    if labels is not None:
+        assert labels_output is not None
+        # labels.codes has one entry per point with a class, in layer order.
+        code_of_point = np.full(len(points), -1, np.int64)
+        code_of_point[np.flatnonzero(np.array([v is not None for v in points.values[class_field]]))] = labels.codes
+        class_image = code_of_point[kept_points].astype(np.int32).reshape(-1, 1, 1)
+        with GeoTiffWriter(labels_output, 1, len(class_image), 1, np.int32, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+                           creation_options=["BIGTIFF=IF_SAFER"], parameter="OUTPUT_DIR") as writer:
+            writer.write(Window(0, 0, 1, len(class_image)), class_image)
+        files[CLASS_KEY] = labels_output
     reporter.progress(1.0)
-    return ExtractionResult(len(slots), [int(i) for i in points.ids[kept_points]], rejected, labels, files,
+    return ExtractionResult(len(kept_points), [int(i) for i in points.ids[kept_points]], rejected, labels, files,
                             {p.spec.name: p.info for p in plans}, {p.spec.name: p.metadata for p in plans})
 
 
@@ -453,7 +510,7 @@ def patches_extraction(config: PatchesExtractionConfig, reporter: Reporter | Non
         temp.mkdir()
         outputs = {spec.name: temp / patches_file_name(spec.name) for spec in specs}
         result = extract_patches(specs, config.points, config.class_field, outputs,
-                                 temp / LABELS_FILE if config.class_field else None, temp / ".scratch", reporter)
+                                 temp / LABELS_FILE if config.class_field else None, reporter)
         class_mapping = result.class_labels.mapping if result.class_labels is not None else {}
         ignore_label = None
         for spec in specs:

@@ -45,6 +45,128 @@ def serialize_sample(sample: Sample) -> bytes:
     return bytes(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
 
 
+#: Records parsed together when no batch size is asked (parsing is vectorised per batch).
+PARSE_BATCH = 64
+#: dtypes ``tf.io.decode_raw`` cannot produce directly, decoded as a same-size type then bit-cast.
+_BITCAST = {tf.uint32: tf.int32, tf.uint64: tf.int64}
+
+
+def _tensor_header(shape: Sequence[int], dtype: tf.DType) -> bytes:
+    """The bytes ``tf.io.serialize_tensor`` puts before the raw data of a tensor of this shape and dtype.
+
+    A serialized tensor is a ``TensorProto``: dtype, shape, then ``tensor_content`` (the
+    raw little-endian data) last. For a given shape and dtype everything before the data
+    is constant, which lets a whole batch be decoded at once.
+    """
+    zeros = tf.io.serialize_tensor(tf.zeros(shape, dtype)).numpy()
+    return bytes(zeros[: len(zeros) - int(np.prod(shape)) * dtype.size])
+
+
+def _decode_batch(serialized: tf.Tensor, shape: Sequence[int], dtype: tf.DType, header: bytes | None) -> tf.Tensor:
+    """Decode a vector of serialized tensors of one shape and dtype into ``(batch, *shape)``.
+
+    Fast path: when every element is ``header`` (see :func:`_tensor_header`, computed
+    eagerly beforehand) followed by the raw data, the data is decoded in one
+    ``decode_raw``; otherwise (a writer that serialized differently, or no ``header``)
+    each element goes through ``tf.io.parse_tensor``.
+    """
+    shape = [int(d) for d in shape]
+    spec = tf.TensorSpec(shape, dtype)
+
+    def one_by_one() -> tf.Tensor:
+        return tf.map_fn(lambda item: tf.io.parse_tensor(item, dtype), serialized, fn_output_signature=spec)
+
+    if header is None:
+        return one_by_one()
+    n_bytes = int(np.prod(shape)) * dtype.size
+    expected = tf.strings.length(serialized) == len(header) + n_bytes
+    expected &= tf.strings.substr(serialized, 0, len(header)) == header
+
+    def raw() -> tf.Tensor:
+        data = tf.strings.substr(serialized, len(header), n_bytes)
+        decoded = tf.io.decode_raw(data, _BITCAST.get(dtype, dtype))
+        if dtype in _BITCAST:
+            decoded = tf.bitcast(decoded, dtype)
+        return tf.reshape(decoded, [-1, *shape])
+
+    return tf.cond(tf.reduce_all(expected), raw, one_by_one)
+
+
+class RecordLayout:
+    """Where each key's raw data sits in a serialized record, when every record has the same layout.
+
+    Records written by one writer for one set of keys, shapes and dtypes are byte-identical
+    except for the tensors' data: same field order, same lengths. Learnt from the first
+    record of a folder, the layout lets a batch of records be decoded with one
+    ``substr`` + ``decode_raw`` per key, skipping protobuf parsing. :meth:`matches` checks
+    every record of a batch against the layout (length and every byte outside the data);
+    batches that do not match are parsed the generic way.
+
+    Args:
+        length: Record length in bytes.
+        fields: ``(key, offset, n_bytes)`` of each tensor's raw data, by offset.
+        skeleton: ``(offset, bytes)`` of every stretch of the record outside the data.
+    """
+
+    def __init__(self, length: int, fields: list[tuple[str, int, int]], skeleton: list[tuple[int, bytes]]) -> None:
+        self.length = length
+        self.fields = fields
+        self.skeleton = skeleton
+
+    @classmethod
+    def learn(cls, record: bytes, shapes: Mapping[str, Sequence[int]], dtypes: Mapping[str, tf.DType],
+              headers: Mapping[str, bytes | None]) -> RecordLayout | None:
+        """The layout of ``record``, or ``None`` when it cannot be used (then records are parsed)."""
+        example = tf.train.Example.FromString(record)
+        fields = []
+        for key, dtype in dtypes.items():
+            header = headers.get(key)
+            values = example.features.feature[key].bytes_list.value
+            n_bytes = int(np.prod(shapes[key])) * dtype.size
+            if header is None or len(values) != 1 or len(values[0]) != len(header) + n_bytes:
+                return None
+            tensor = bytes(values[0])
+            position = record.find(tensor)
+            if position < 0 or record.find(tensor, position + 1) >= 0:  # absent or ambiguous
+                return None
+            fields.append((key, position + len(header), n_bytes))
+        fields.sort(key=lambda field: field[1])
+        skeleton = []
+        start = 0
+        for _, offset, n_bytes in fields:
+            if offset > start:
+                skeleton.append((start, record[start:offset]))
+            start = offset + n_bytes
+        if start < len(record):
+            skeleton.append((start, record[start:]))
+        return cls(len(record), fields, skeleton)
+
+    def matches(self, serialized: tf.Tensor) -> tf.Tensor:
+        """True when every record of the batch has this layout."""
+        same = tf.strings.length(serialized) == self.length
+        for offset, content in self.skeleton:
+            same &= tf.strings.substr(serialized, offset, len(content)) == content
+        return tf.reduce_all(same)
+
+    def decode(self, serialized: tf.Tensor, shapes: Mapping[str, Sequence[int]],
+               dtypes: Mapping[str, tf.DType]) -> dict[str, tf.Tensor]:
+        """Decode a batch of records that :meth:`matches`."""
+        result = {}
+        for key, offset, n_bytes in self.fields:
+            dtype = dtypes[key]
+            decoded = tf.io.decode_raw(tf.strings.substr(serialized, offset, n_bytes), _BITCAST.get(dtype, dtype))
+            if dtype in _BITCAST:
+                decoded = tf.bitcast(decoded, dtype)
+            result[key] = tf.reshape(decoded, [-1, *[int(d) for d in shapes[key]]])
+        return result
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])  # type: ignore[untyped-decorator]
+def _count_shard(path: tf.Tensor) -> tf.Tensor:
+    """Read every record of a shard (checking its checksums) and count them; traced once for all shards."""
+    return tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda count, _: count + 1)
+
+
 class TFRecords:
     """A TFRecords folder: write samples to shards, read them back as a ``tf.data.Dataset``.
 
@@ -163,7 +285,7 @@ class TFRecords:
         return sum(count_records(shard, self.parameter) for shard in shards)
 
     def verify(self) -> int:
-        """Read every record of every shard, checking checksums and that it parses; return the count.
+        """Read every record of every shard, checking checksums (and that a record parses); return the count.
 
         This reads all the data once (at disk speed); :meth:`check` is the cheap version.
 
@@ -171,17 +293,26 @@ class TFRecords:
             DatasetError: naming the first truncated or corrupt shard.
         """
         shapes, types, shards = self._require_format()
-        total = 0
         for shard in shards:
             count_records(shard, self.parameter)
-            try:
-                dataset = tf.data.TFRecordDataset(str(shard))
-                total += int(dataset.reduce(np.int64(0), lambda n, _: n + 1).numpy())
-                for record in dataset.take(1):
-                    self.parse_tfrecord(record, types, shapes)
-            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:
-                raise DatasetError(f"the TFRecords shard '{shard}' is corrupt ({exc.message.splitlines()[0]}). "
-                                   "Recreate the TFRecords.", self.parameter) from exc
+        try:
+            total = int(tf.data.TFRecordDataset([str(s) for s in shards], buffer_size=8 << 20)
+                        .reduce(np.int64(0), lambda count, _: count + 1).numpy())
+            for record in tf.data.TFRecordDataset(str(shards[0])).take(1):
+                self.parse_tfrecord(record, types, shapes)  # the JSON files describe the records
+        except tf.errors.DataLossError:
+            # One pass over all shards is fast; find which one is damaged only when one is.
+            for shard in shards:
+                try:
+                    _count_shard(tf.constant(str(shard)))
+                except tf.errors.DataLossError as exc:
+                    raise DatasetError(f"the TFRecords shard '{shard}' is corrupt ({exc.message.splitlines()[0]}). "
+                                       "Recreate the TFRecords.", self.parameter) from exc
+            raise
+        except tf.errors.InvalidArgumentError as exc:
+            raise DatasetError(f"the records of '{shards[0]}' do not match {OUTPUT_SHAPES_NAME} and "
+                               f"{OUTPUT_TYPES_NAME} ({exc.message.splitlines()[0]}). Recreate the TFRecords.",
+                               self.parameter) from exc
         return total
 
     @staticmethod
@@ -241,12 +372,38 @@ class TFRecords:
         records = records.with_options(options)
         if shuffle:
             records = records.shuffle(int(shuffle_buffer_size or 1), seed=seed, reshuffle_each_iteration=True)
-        dataset = records.map(lambda record: self.parse_tfrecord(record, types, shapes),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-        if preprocessing_fn is not None:
-            dataset = dataset.map(preprocessing_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-        if batch_size:
-            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        features = {key: tf.io.FixedLenFeature([], tf.string) for key in types}
+        dtypes = {key: tf.dtypes.as_dtype(value) for key, value in types.items()}
+        headers = {key: None if dtype == tf.string or dtype.is_complex else _tensor_header(shapes[key], dtype)
+                   for key, dtype in dtypes.items()}
+
+        layout = None
+        for record in tf.data.TFRecordDataset(str(shards[0])).take(1):
+            layout = RecordLayout.learn(bytes(record.numpy()), shapes, dtypes, headers)
+
+        def parse_generic(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+            parsed = tf.io.parse_example(serialized, features)
+            return {key: _decode_batch(parsed[key], shapes[key], dtypes[key], headers[key]) for key in types}
+
+        def parse_batch(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+            if layout is None:
+                decoded = parse_generic(serialized)
+            else:
+                decoded = tf.cond(layout.matches(serialized), lambda: layout.decode(serialized, shapes, dtypes),
+                                  lambda: parse_generic(serialized))
+            batch = serialized.shape[0]  # static with drop_remainder
+            return {key: tf.ensure_shape(decoded[key], [batch, *shapes[key]]) for key in types}
+
+        per_sample = preprocessing_fn is not None or not batch_size
+        dataset = records.batch(batch_size or PARSE_BATCH, drop_remainder=drop_remainder and not per_sample)
+        dataset = dataset.map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if per_sample:
+            dataset = dataset.unbatch()
+            if preprocessing_fn is not None:
+                dataset = dataset.map(preprocessing_fn, num_parallel_calls=tf.data.AUTOTUNE,
+                                      deterministic=deterministic)
+            if batch_size:
+                dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def read(self, batch_size: int, target_keys: Sequence[str], n_workers: int = 1, drop_remainder: bool = True,

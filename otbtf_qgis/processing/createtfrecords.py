@@ -29,8 +29,9 @@ class CreateTFRecordsAlgorithm(OtbtfAlgorithm):
     HELP = (
         "Converts one or more output folders of Patches extraction (e.g. train, valid and test) to TFRecords in "
         "OTBTF's format: output_shapes.json, output_types.json and shards 0.records, 1.records, ... of "
-        "N_SAMPLES_PER_SHARD samples. Give a folder (or its manifest.json) per input. With one input, OUTPUT_DIR "
-        "is its TFRecords folder; with several, each goes to OUTPUT_DIR/<input folder name>.\n\n"
+        "N_SAMPLES_PER_SHARD samples. Give a folder (or its manifest.json) per input; in a graphical model, "
+        "connect the Manifest output of Patches extraction. With one input, OUTPUT_DIR is its TFRecords folder; "
+        "with several, each goes to OUTPUT_DIR/<input folder name>.\n\n"
         "SHUFFLE writes the samples in a random order fixed by SEED (shards then mix the whole area); "
         "DROP_REMAINDER leaves out the samples that do not fill a last shard (OTBTF's default). The manifest of "
         "each output lists the point id of every written sample.\n\n"

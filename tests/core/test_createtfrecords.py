@@ -68,3 +68,32 @@ def test_bad_inputs(tmp_path: Path):
     with pytest.raises(InputError, match="do not fill one shard of 10"):
         convert([train], tmp_path / "out", n_samples_per_shard=10, drop_remainder=True)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_of_datasets_is_named_in_the_error(tmp_path: Path):
+    from otbtf_qgis.core.errors import DatasetError
+
+    folders = [make_patches_folder(tmp_path / "data", name, n_points=3, seed=i)
+               for i, name in enumerate(["train", "valid"])]
+    convert(folders, tmp_path / "tfr")
+    with pytest.raises(DatasetError, match="It holds the datasets train, valid: give one of them"):
+        describe_dataset(tmp_path / "tfr")
+
+
+def test_cancel_leaves_nothing(tmp_path: Path):
+    from otbtf_qgis.core.errors import CancelledError
+    from otbtf_qgis.core.progress import Reporter
+
+    class CancelAfter(Reporter):
+        def __init__(self, calls: int) -> None:
+            self.calls = calls
+
+        def is_canceled(self) -> bool:
+            self.calls -= 1
+            return self.calls < 0
+
+    folder = make_patches_folder(tmp_path / "data", "train", n_points=6)
+    with pytest.raises(CancelledError):
+        create_tfrecords(CreateTFRecordsConfig(inputs=(str(folder),), output_dir=str(tmp_path / "tfr"),
+                                               n_samples_per_shard=1), CancelAfter(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -62,11 +62,11 @@ def test_every_patch_matches_its_point(tmp_path: Path, size: str):
     result, manifest = run(tmp_path, [raster], points, patch_sizes=size)
     expected = {100 + i: expected_patch(data, 10.0, x, y, psize) for i, (x, y) in enumerate(xy)}
     kept = [pid for pid, patch in expected.items() if patch is not None]
-    assert manifest["point_ids"] == kept  # kept points keep their layer order
+    assert sorted(manifest["point_ids"]) == kept
     assert result["rejected"] == {"no_geometry": 0, "no_class": 0, "outside": 120 - len(kept), "nodata": 0}
     image = read_image(tmp_path / "out" / "xs_patches.tif")
     assert image.shape == (len(kept) * psize[1], psize[0], 3) and image.dtype == np.uint16
-    for i, pid in enumerate(kept):
+    for i, pid in enumerate(manifest["point_ids"]):
         np.testing.assert_array_equal(image[i * psize[1]:(i + 1) * psize[1]], expected[pid])
 
 
@@ -80,11 +80,11 @@ def test_two_sources_at_10_and_20_metres(tmp_path: Path):
     _, manifest = run(tmp_path, [fine_path, coarse_path], points, patch_sizes="8,4x2", source_names="s10, s20")
     pairs = [(expected_patch(fine, 10.0, x, y, (8, 8)), expected_patch(coarse, 20.0, x, y, (4, 2))) for x, y in xy]
     kept = [i + 1 for i, (a, b) in enumerate(pairs) if a is not None and b is not None]  # FIDs start at 1
-    assert manifest["point_ids"] == kept and manifest["n_samples"] == len(kept) > 20
+    assert sorted(manifest["point_ids"]) == kept and manifest["n_samples"] == len(kept) > 20
     image10 = read_image(tmp_path / "out" / "s10_patches.tif")
     image20 = read_image(tmp_path / "out" / "s20_patches.tif")
     assert image20.dtype == np.float32 and image20.shape == (2 * len(kept), 4, 2)
-    for i, pid in enumerate(kept):
+    for i, pid in enumerate(manifest["point_ids"]):
         np.testing.assert_array_equal(image10[i * 8:(i + 1) * 8], pairs[pid - 1][0])
         np.testing.assert_array_equal(image20[i * 2:(i + 1) * 2], pairs[pid - 1][1])
     assert [(s["name"], s["patch_size"], s["bands"], s["dtype"]) for s in manifest["sources"]] == [
@@ -124,8 +124,9 @@ def test_points_in_wgs84_are_reprojected_to_the_raster_crs(tmp_path: Path):
     points = make_points(tmp_path / "p.gpkg", lonlat, epsg=4326)
     _, manifest = run(tmp_path, [raster], points, patch_sizes="6")
     image = read_image(tmp_path / "out" / "xs_patches.tif")
-    assert manifest["point_ids"] == [1, 2, 3, 4]
-    for i, (x, y) in enumerate(utm_points):
+    assert sorted(manifest["point_ids"]) == [1, 2, 3, 4]
+    for i, pid in enumerate(manifest["point_ids"]):
+        x, y = utm_points[pid - 1]
         np.testing.assert_array_equal(image[i * 6:(i + 1) * 6], expected_patch(data, 10.0, x, y, (6, 6)))
 
 
@@ -136,7 +137,7 @@ def test_string_classes_are_numbered_alphabetically(tmp_path: Path):
     result, manifest = run(tmp_path, [raster], points, patch_sizes="3", class_field="name")
     assert manifest["class_mapping"] == {"crop": 0, "tree": 1, "water": 2} == result["class_mapping"]
     assert manifest["labels"] == {"file": "labels.tif", "key": "class", "field": "name", "dtype": "int32"}
-    assert manifest["point_ids"] == [1, 2, 4, 5] and manifest["rejected"]["no_class"] == 1
+    assert manifest["point_ids"] == [1, 2, 4, 5] and manifest["rejected"]["no_class"] == 1  # one row: layer order
     labels = gdal.Open(str(tmp_path / "out" / "labels.tif"))
     assert (labels.RasterXSize, labels.RasterYSize) == (1, 4)
     assert labels.GetRasterBand(1).DataType == gdal.GDT_Int32
@@ -172,10 +173,14 @@ def test_integer_classes_and_label_source_metadata(tmp_path: Path):
     assert manifest["class_mapping"] == {"crop": 0, "water": 1} and manifest["labels"] is None
 
 
-@pytest.mark.parametrize(("tiled", "dense"), [(True, 0.0), (True, 2.0), (False, 0.0), (False, 2.0)])
-def test_block_grouped_reads_give_the_same_patches(tmp_path: Path, monkeypatch, tiled: bool, dense: float):
+@pytest.mark.parametrize(("tiled", "dense", "group_bytes"), [(True, 0.0, 1 << 20), (True, 2.0, 1 << 20),
+                                                             (False, 0.0, 1 << 20), (False, 2.0, 1 << 20),
+                                                             (True, 0.0, 1)])
+def test_block_grouped_reads_give_the_same_patches(tmp_path: Path, monkeypatch, tiled: bool, dense: float,
+                                                   group_bytes: int):
     monkeypatch.setattr(extraction, "DENSE_COVERAGE", dense)  # 0: always read chunks; 2: always patch by patch
     monkeypatch.setattr(extraction, "CHUNK_PIXELS", 32)
+    monkeypatch.setattr(extraction, "GROUP_BYTES", group_bytes)  # 1: groups of one point
     data = encoded_values(100, 90, 2, "uint16")
     data[50, 50, 0] = 9
     raster = make_raster(tmp_path / "xs.tif", data, tiled=tiled, nodata=9)
@@ -184,9 +189,9 @@ def test_block_grouped_reads_give_the_same_patches(tmp_path: Path, monkeypatch, 
     result, manifest = run(tmp_path, [raster], points, patch_sizes="7x6")
     windows = {i + 1: expected_patch(data, 10.0, x, y, (7, 6)) for i, (x, y) in enumerate(xy)}
     kept = [i for i, w in windows.items() if w is not None and not (w == 9).any()]
-    assert manifest["point_ids"] == kept and result["rejected"]["nodata"] > 0
+    assert sorted(manifest["point_ids"]) == kept and result["rejected"]["nodata"] > 0
     image = read_image(tmp_path / "out" / "xs_patches.tif")
-    for i, pid in enumerate(kept):
+    for i, pid in enumerate(manifest["point_ids"]):
         np.testing.assert_array_equal(image[i * 6:(i + 1) * 6], windows[pid])
 
 
@@ -242,3 +247,26 @@ def test_output_folder_overwrite_rule(tmp_path: Path):
     _, second = run(tmp_path, [raster], points, patch_sizes="5")  # our previous output: replaced
     assert first["sources"][0]["patch_size"] == [3, 3] and second["sources"][0]["patch_size"] == [5, 5]
     assert read_image(foreign / "xs_patches.tif").shape == (10, 5, 1)
+
+
+def test_cancel_leaves_nothing(tmp_path: Path, monkeypatch):
+    from otbtf_qgis.core.errors import CancelledError
+    from otbtf_qgis.core.progress import Reporter
+
+    class CancelAfter(Reporter):
+        def __init__(self, calls: int) -> None:
+            self.calls = calls
+
+        def is_canceled(self) -> bool:
+            self.calls -= 1
+            return self.calls < 0
+
+    monkeypatch.setattr(extraction, "GROUP_BYTES", 1)  # one group per point: many cancel checks
+    raster = make_raster(tmp_path / "xs.tif", encoded_values(40, 40, 1, "uint16"), nodata=65535)
+    points = make_points(tmp_path / "p.gpkg", random_points(np.random.default_rng(0), 30, 40, 40, 10.0))
+    for calls in (2, 40):  # during the nodata check, during the copy
+        with pytest.raises(CancelledError):
+            patches_extraction(PatchesExtractionConfig(sources=(str(raster),), points=str(points),
+                                                       output_dir=str(tmp_path / "out"), patch_sizes="4"),
+                               CancelAfter(calls))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["p.gpkg", "xs.tif"]

@@ -136,3 +136,68 @@ def test_one_hot_as_otbtf():
     encoded = one_hot(labels, 3).numpy()
     assert encoded.shape == (2, 2, 3)
     np.testing.assert_array_equal(encoded.reshape(4, 3), [[1, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 0]])
+
+
+def test_tensors_serialized_otherwise_are_still_read(tmp_path: Path):
+    """A writer may fill TensorProto's typed fields instead of tensor_content: the per-record path reads it."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "output_shapes.json").write_text(json.dumps({"labels": [2, 1, 1], "big": [2]}))
+    (folder / "output_types.json").write_text(json.dumps({"labels": "int32", "big": "uint32"}))
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in (2, 1, 1)])
+    with tf.io.TFRecordWriter(str(folder / "0.records")) as writer:
+        for value in range(5):
+            labels = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=shape, int_val=[value, -value])
+            big = tf.io.serialize_tensor(tf.constant([value, 4_000_000_000], tf.uint32)).numpy()
+            feature = {"labels": tf.train.Feature(bytes_list=tf.train.BytesList(value=[labels.SerializeToString()])),
+                       "big": tf.train.Feature(bytes_list=tf.train.BytesList(value=[big]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    batches = list(open_dataset(folder, batch_size=5, shuffle=False))
+    np.testing.assert_array_equal(batches[0]["labels"].numpy()[:, :, 0, 0], [[v, -v] for v in range(5)])
+    np.testing.assert_array_equal(batches[0]["big"].numpy(), [[v, 4_000_000_000] for v in range(5)])
+    assert batches[0]["big"].dtype == tf.uint32
+
+
+def test_records_that_do_not_match_the_json_files(tmp_path: Path):
+    folder = tmp_path / "otbtf"
+    write_otbtf_style(folder, otbtf_samples(3), per_shard=3)
+    (folder / "output_types.json").write_text(json.dumps({"input_xs": "int16", "labels": "uint8"}))
+    with pytest.raises(DatasetError, match=r"records of '.*0\.records' do not match output_shapes\.json"):
+        open_dataset(folder, batch_size=1)
+
+
+def test_record_layout_fast_path_and_fallbacks(tmp_path: Path):
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    from otbtf_qgis.core.tfrecords import RecordLayout, _tensor_header, serialize_sample
+
+    shapes = {"a": [2, 1], "b": [3]}
+    dtypes = {"a": tf.int32, "b": tf.uint16}
+    headers = {k: _tensor_header(shapes[k], dtypes[k]) for k in shapes}
+    record = serialize_sample({"a": np.array([[5], [6]], np.int32), "b": np.array([7, 8, 9], np.uint16)})
+    layout = RecordLayout.learn(record, shapes, dtypes, headers)
+    assert layout is not None and layout.length == len(record)
+    batch = tf.constant([record, record])
+    assert bool(layout.matches(batch))
+    decoded = layout.decode(batch, shapes, dtypes)
+    np.testing.assert_array_equal(decoded["b"].numpy(), [[7, 8, 9], [7, 8, 9]])
+    twins = serialize_sample({"a": np.zeros((2, 1), np.int32), "b": np.zeros(3, np.uint16)})
+    assert RecordLayout.learn(twins, {"a": [3], "b": [3]}, {"a": tf.uint16, "b": tf.uint16},
+                              {k: _tensor_header([3], tf.uint16) for k in "ab"}) is None  # ambiguous: same bytes
+
+    # A folder whose second shard was written differently: those batches take the generic path.
+    folder = tmp_path / "mixed"
+    write_otbtf_style(folder, [{"labels": np.array([[[v]], [[-v]]], np.int32)} for v in range(4)], per_shard=4)
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in (2, 1, 1)])
+    with tf.io.TFRecordWriter(str(folder / "1.records")) as writer:
+        for value in range(4, 8):
+            proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=shape, int_val=[value, -value])
+            feature = {"labels": tf.train.Feature(bytes_list=tf.train.BytesList(value=[proto.SerializeToString()]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    values = [b["labels"].numpy()[:, 0, 0, 0].tolist() for b in open_dataset(folder, batch_size=2, shuffle=False)]
+    assert values == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    mixed = [b["labels"].numpy()[:, 1, 0, 0].tolist() for b in open_dataset(folder, batch_size=3, shuffle=False,
+                                                                               drop_remainder=False)]
+    assert mixed == [[0, -1, -2], [-3, -4, -5], [-6, -7]]

@@ -26,3 +26,51 @@ def test_train_and_valid_folders_to_tfrecords(dev_profile, run_alg, tmp_path: Pa
         assert len(list(folder.glob("*.records"))) == -(-counts[key] // 10)
         assert json.loads((folder / "output_shapes.json").read_text()) == {"xs": [8, 8, 3]}
         assert json.loads((folder / "output_types.json").read_text()) == {"xs": "uint16"}
+
+
+def test_a_graphical_model_chains_extraction_into_tfrecords(dev_profile, qgis_app, tmp_path: Path):
+    """The extraction's MANIFEST output (a file output) feeds createtfrecords' INPUT in a model."""
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterFeatureSource,
+        QgsProcessingParameterRasterLayer,
+    )
+
+    from ..vector_data import write_points
+    from .conftest import run_json
+
+    model = QgsProcessingModelAlgorithm("chain", "tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("image", "image"), QgsProcessingModelParameter("image"))
+    model.addModelParameter(QgsProcessingParameterFeatureSource("points", "points"),
+                            QgsProcessingModelParameter("points"))
+    extract = QgsProcessingModelChildAlgorithm("otbtf:patchesextraction")
+    extract.setChildId("extract")
+    extract.addParameterSources("SOURCES", [QgsProcessingModelChildParameterSource.fromModelParameter("image")])
+    extract.addParameterSources("POINTS", [QgsProcessingModelChildParameterSource.fromModelParameter("points")])
+    extract.addParameterSources("PATCH_SIZES", [QgsProcessingModelChildParameterSource.fromStaticValue("8")])
+    model.addChildAlgorithm(extract)
+    convert = QgsProcessingModelChildAlgorithm("otbtf:createtfrecords")
+    convert.setChildId("convert")
+    convert.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("extract",
+                                                                                               "MANIFEST")])
+    convert.addParameterSources("N_SAMPLES_PER_SHARD", [QgsProcessingModelChildParameterSource.fromStaticValue(2)])
+    output = QgsProcessingModelOutput("tfrecords", "TFRecords")
+    output.setChildId("convert")
+    output.setChildOutputName("OUTPUT_DIR")
+    convert.setModelOutputs({"tfrecords": output})
+    convert.setDependencies([])
+    model.addChildAlgorithm(convert)
+    path = tmp_path / "chain.model3"
+    assert model.toFile(str(path))
+    image = make_image(tmp_path / "image.tif")
+    points = write_points(tmp_path / "points.gpkg", [(500205.0, 4499795.0), (500405.0, 4499595.0),
+                                                     (500605.0, 4499695.0)])
+    result = run_json(["run", str(path), "--", f"image={image}", f"points={points}",
+                       f"convert:tfrecords={tmp_path / 'tfrecords'}"], dev_profile)
+    assert manifest(tmp_path / "tfrecords")["n_samples"] == 3
+    assert sorted(p.name for p in (tmp_path / "tfrecords").glob("*.records")) == ["0.records", "1.records"]
+    assert result["results"]
