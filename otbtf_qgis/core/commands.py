@@ -89,3 +89,9 @@ register(CommandSpec("patchesextraction", "otbtf_qgis.core.extraction:PatchesExt
 register(CommandSpec("createtfrecords", "otbtf_qgis.core.createtfrecords:CreateTFRecordsConfig",
                      "otbtf_qgis.core.createtfrecords:run", True,
                      "Convert patches folders (train, valid, test) to TFRecords shards."))
+register(CommandSpec("trainmodel", "otbtf_qgis.core.training_config:TrainModelConfig",
+                     "otbtf_qgis.core.training:run", True,
+                     "Train the FCNN (or a ModelBase subclass from a Python file) and export a SavedModel."))
+register(CommandSpec("receptivefield", "otbtf_qgis.core.receptive_field_config:ReceptiveFieldConfig",
+                     "otbtf_qgis.core.receptive_field:run", True,
+                     "Report a SavedModel's padding-free output size for an input size and the serving settings."))

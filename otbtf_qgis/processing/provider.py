@@ -12,7 +12,9 @@ from otbtf_qgis.processing.createtfrecords import CreateTFRecordsAlgorithm
 from otbtf_qgis.processing.environmentinfo import EnvironmentInfoAlgorithm
 from otbtf_qgis.processing.patchesextraction import PatchesExtractionAlgorithm
 from otbtf_qgis.processing.patchesselection import PatchesSelectionAlgorithm
+from otbtf_qgis.processing.receptivefield import ReceptiveFieldAlgorithm
 from otbtf_qgis.processing.resources import icon
+from otbtf_qgis.processing.trainmodel import TrainModelAlgorithm
 from otbtf_qgis.processing.worker import PYTHON_SETTING
 
 
@@ -24,6 +26,8 @@ def algorithm_classes() -> list[type[OtbtfAlgorithm]]:
         PatchesSelectionAlgorithm,
         PatchesExtractionAlgorithm,
         CreateTFRecordsAlgorithm,
+        TrainModelAlgorithm,
+        ReceptiveFieldAlgorithm,
     ]
 
 

@@ -62,3 +62,26 @@ def run_alg(dev_profile: Path) -> Callable[..., dict[str, Any]]:
         return run_json(args, dev_profile, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def training_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Patches folders of 64×64 two-band patches, labels = the brighter band (train 16, valid 8)."""
+    from tests.core.training_data import make_samples, write_patches_folder
+
+    root = tmp_path_factory.mktemp("train")
+    images, labels = make_samples(16, 64, 2, seed=1)
+    valid_images, valid_labels = make_samples(8, 64, 2, seed=2)
+    return {"train": write_patches_folder(root / "train", images, labels, class_names=("water", "land")),
+            "valid": write_patches_folder(root / "valid", valid_images, valid_labels, class_names=("water", "land")),
+            "root": root}
+
+
+@pytest.fixture(scope="session")
+def trained_model(training_folders: dict[str, Path], dev_profile: Path) -> tuple[Path, dict[str, Any]]:
+    """An FCNN trained 2 epochs by otbtf:trainmodel: its folder and the qgis_process JSON."""
+    output = training_folders["root"] / "model"
+    result = run_json(["run", "otbtf:trainmodel", "--", f"TRAIN_DATA={training_folders['train']}",
+                       f"VALID_DATA={training_folders['valid']}", "EPOCHS=2", "BATCH_SIZE=8",
+                       "LEARNING_RATE=0.01", "SEED=1", f"OUTPUT_MODEL={output}"], dev_profile)
+    return output, result

@@ -1,0 +1,146 @@
+"""Training throughput: TFRecords vs patches-images, and the input pipeline alone vs training.
+
+Data: 1024 samples of 64×64×4 uint16 images with uint8 label patches, written as a
+patches folder and converted to TFRecords (the product's own job). For each kind of
+folder the preprocessed pipeline that training uses (one-hot targets, weights) is timed
+alone, and the training loop of the FCNN (MirroredStrategy, batch 16) consuming it.
+Each figure is the median of 5 epochs after a warm-up epoch, the kinds alternating.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from osgeo import gdal
+
+N_SAMPLES = 1024
+PATCH = 64
+BANDS = 4
+BATCH = 16
+EPOCHS = 5
+
+
+def _write_stack(path: Path, patches: np.ndarray, gdal_type: int) -> None:
+    n, rows, cols, bands = patches.shape
+    image = patches.reshape(n * rows, cols, bands)
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), cols, n * rows, bands, gdal_type)
+    for band in range(bands):
+        dataset.GetRasterBand(band + 1).WriteArray(image[:, :, band])
+    dataset = None
+
+
+def make_patches(folder: Path) -> Path:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 10000, (N_SAMPLES, PATCH, PATCH, BANDS)).astype(np.uint16)
+    labels = (images[..., :1] > images[..., 1:2]).astype(np.uint8)
+    folder.mkdir(parents=True)
+    _write_stack(folder / "xs_patches.tif", images, gdal.GDT_UInt16)
+    _write_stack(folder / "labels_patches.tif", labels, gdal.GDT_Byte)
+    sources = [{"name": name, "path": f"{name}.tif", "patch_size": [PATCH, PATCH], "bands": bands, "dtype": dtype,
+                "nodata": None, "file": f"{name}_patches.tif"}
+               for name, bands, dtype in (("xs", BANDS, "uint16"), ("labels", 1, "uint8"))]
+    manifest = {"format": "otbtf_qgis-patches/1", "sources": sources, "class_mapping": {"a": 0, "b": 1},
+                "n_samples": N_SAMPLES, "point_ids": list(range(N_SAMPLES)), "rejected": {}}
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+def _seconds(run_epoch: Any) -> float:
+    start = time.perf_counter()
+    run_epoch()
+    return time.perf_counter() - start
+
+
+def measure(folders: dict[str, Path], workdir: Path) -> dict[str, dict[str, float]]:
+    """Samples/s of the pipeline alone and of training, per folder kind.
+
+    One model serves both kinds; the epochs of the kinds alternate (after a warm-up
+    epoch each) so that load changes on a shared machine hit both alike. Medians.
+    """
+    import tensorflow as tf
+
+    from otbtf_qgis.core.progress import NullReporter
+    from otbtf_qgis.core.training import (
+        DistributedSteps,
+        build_model,
+        make_optimizer,
+        open_training_datasets,
+        plan_training_data,
+        target_shape,
+    )
+    from otbtf_qgis.core.training_config import TrainModelConfig
+
+    strategy = tf.distribute.MirroredStrategy()
+    datasets, loop = {}, None
+    for name, folder in folders.items():
+        config = TrainModelConfig(str(folder), str(workdir / "unused"), batch_size=BATCH, seed=0)
+        data = plan_training_data(config)
+        if loop is None:
+            with strategy.scope():
+                model = build_model(config, data, NullReporter())
+                target = target_shape(model, data)
+                loop = DistributedSteps(model, make_optimizer(model, 1e-4), strategy)
+        datasets[name] = open_training_datasets(config, data, target, NullReporter())["train"]
+    assert loop is not None
+    distributed = {name: strategy.experimental_distribute_dataset(d) for name, d in datasets.items()}
+
+    def pipeline(name: str) -> Any:
+        return lambda: [None for _ in datasets[name]]
+
+    def training(name: str) -> Any:
+        return lambda: loop.run_epoch(distributed[name], True, lambda index: None)
+
+    times: dict[str, dict[str, list[float]]] = {name: {"pipeline": [], "training": []} for name in folders}
+    for name in folders:
+        pipeline(name)()
+        training(name)()
+    for _ in range(EPOCHS):
+        for name in folders:
+            times[name]["pipeline"].append(_seconds(pipeline(name)))
+            times[name]["training"].append(_seconds(training(name)))
+    samples = (N_SAMPLES // BATCH) * BATCH
+    return {name: {kind: samples / statistics.median(values) for kind, values in kinds.items()}
+            for name, kinds in times.items()}
+
+
+def run(workdir: Path) -> str:
+    from otbtf_qgis.core.createtfrecords import CreateTFRecordsConfig, create_tfrecords
+    from otbtf_qgis.core.progress import NullReporter
+
+    patches = make_patches(workdir / "patches")
+    records = workdir / "records"
+    create_tfrecords(CreateTFRecordsConfig(inputs=(str(patches),), output_dir=str(records), n_samples_per_shard=64),
+                     NullReporter())
+    results = measure({"patches-images": patches, "TFRecords": records}, workdir)
+    lines = ["## Training throughput (FCNN, 64×64×4 uint16, batch 16, CPU)", "",
+             "| Data | Input pipeline alone (samples/s) | Training (samples/s) | Pipeline / training |",
+             "|---|---|---|---|"]
+    for name, figures in results.items():
+        lines.append(f"| {name} | {figures['pipeline']:.0f} | {figures['training']:.1f} | "
+                     f"{figures['pipeline'] / figures['training']:.1f}× |")
+    ratio = results["TFRecords"]["training"] / results["patches-images"]["training"]
+    worst = min(r["pipeline"] / r["training"] for r in results.values())
+    if abs(ratio - 1.0) < 0.1:
+        reading = "the same speed as"
+    else:
+        reading = f"{ratio:.2f}× the speed of"
+    lines += ["", f"Training from TFRecords runs at {reading} training from patches-images. Patches-images of this "
+              "size are loaded in memory once and batches are gathered from it; TFRecords are read and "
+              "deserialised every epoch by threads that share the CPU with training. The input pipeline alone "
+              f"runs {worst:.1f}× faster than training consumes at worst (goal: at least 3×"
+              f"{', met' if worst >= 3 else ', NOT met'})."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    with tempfile.TemporaryDirectory() as directory:
+        print(run(Path(directory)))
