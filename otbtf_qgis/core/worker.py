@@ -31,7 +31,7 @@ from otbtf_qgis.core.config import add_config_arguments, config_from_args
 from otbtf_qgis.core.errors import CancelledError, DependencyError, InputError, OtbtfError
 from otbtf_qgis.core.progress import JsonLinesReporter, Reporter, TextReporter
 
-TENSORFLOW_REQUIREMENT = "tensorflow-cpu==2.21.0 numpy==1.26.4"
+TENSORFLOW_REQUIREMENT = "tensorflow-cpu==2.21.0 numpy==1.26.4 tensorboard==2.21.0"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 
