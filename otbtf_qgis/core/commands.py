@@ -80,3 +80,6 @@ register(CommandSpec("environmentinfo", "otbtf_qgis.core.envinfo:EnvironmentInfo
 register(CommandSpec("diagnostics", "otbtf_qgis.core.diagnostics:DiagnosticsConfig",
                      "otbtf_qgis.core.diagnostics:run", False,
                      "Exercise the worker protocol (progress, errors, crashes, cancel) without TensorFlow."))
+register(CommandSpec("modelserve", "otbtf_qgis.core.serving.config:ServeConfig",
+                     "otbtf_qgis.core.serving.engine:run", True,
+                     "Apply a SavedModel over whole rasters, tile by tile, cropped (OTBTF's TensorflowModelServe)."))
