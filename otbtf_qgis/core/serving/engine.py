@@ -152,7 +152,7 @@ class ServingPlan:
         self.creation_options = creation_options
         self.block_size = block_size
         self.fully_convolutional = config.fully_convolutional
-        self.geotransform = geometry.geotransform(sources[0].info.geotransform)
+        self.geotransform = geometry.geotransform(sources[0].info.geotransform, config.fully_convolutional)
         self.crs_wkt = sources[0].info.crs_wkt
         self.uses_nodata = any(s.nodata is not None for s in sources)
         self.function: TileFunction = self._trace()
@@ -616,7 +616,9 @@ def _open_sources(config: ServeConfig) -> list[tuple[list[RasterInfo], Any]]:
 
 
 def _assign_placeholders(config: ServeConfig, model: ServingModel, constants: set[str]) -> list[str]:
-    image_inputs = [name for name in model.input_names() if name not in constants]
+    # Sources go to image inputs ([batch, rows, cols, bands]) first, in the model's order.
+    image_inputs = sorted((name for name in model.input_names() if name not in constants),
+                          key=lambda name: len(model.inputs[name].shape) != 4)
     available = ", ".join(info.describe() for name, info in model.inputs.items() if name not in constants)
     given = [source.placeholder for source in config.sources]
     for name in given:
@@ -746,6 +748,10 @@ def _check_geometry(config: ServeConfig, fields: list[tuple[int, int]], geometry
         if size > 0:
             continue
         grids = [s.x if dim == 0 else s.y for s in geometry.sources]
+        for number, (grid, rf) in enumerate(zip(grids, fields, strict=True), start=1):
+            if grid.size < rf[dim]:
+                raise InputError(f"source {number} is {grid.size} pixels along {axis}, smaller than its receptive "
+                                 f"field {rf[dim]}. Give a larger raster (or a smaller RFIELDS).", "SOURCES")
         start, end = common_extent(grids, [rf[dim] for rf in fields])
         if end <= start:
             raise InputError("the sources do not overlap (once each is shrunk by its receptive field "

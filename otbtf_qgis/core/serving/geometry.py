@@ -23,19 +23,28 @@ Output grid (OTBTF's ``GenerateOutputInformation``)
     ``[rf//2, size − rf + 1 + rf//2)`` (:func:`shrunk_extent`). With ``[u0, u1)`` the
     intersection of these extents in reference pixels and ``s`` the spacing scale (output
     pixel size = ``s`` reference pixels), the output has
-    ``n = ⌊(u1 − u0)/s⌋ + ef − 1`` pixels, rounded down to a multiple of ``ef``, and starts
-    at reference position ``u0 − s·⌊ef/2⌋`` (:func:`output_axis`). Example: width 1000,
-    rf 64, ef 32 → ``u0 = 32``, ``n = 937 + 31 = 968 → 960`` pixels starting at pixel 16.
-    (For ``s ≠ 1`` OTBTF declares the origin half a reference pixel before the pixels it
-    actually reads; we georeference the output where its input comes from.)
+    ``n = ⌊(u1 − u0)/s⌋ + ef − 1`` pixels, rounded down to a multiple of ``ef``. Its first
+    pixel is centred on the reference pixel centre ``u0 + ½``, moved back by ``⌊ef/2⌋``
+    output pixels: its corner is ``g = u0 + (1 − s)/2 − s·⌊ef/2⌋`` (:func:`output_axis`).
+    Example: width 1000, rf 64, ef 32 → ``u0 = 32``, ``n = 937 + 31 = 968 → 960`` pixels
+    starting at pixel ``g = 16``.
+
+Georeferencing
+    OTBTF declares the output origin at ``g``. When ``g`` is not a whole number of
+    reference pixels (even spcscale), OTBTF reads the first tile from ``⌊g + ½⌋``, half a
+    reference pixel further: in fully-convolutional mode we georeference the output
+    where its pixels are computed from, ``⌊g + ½⌋`` (the same as OTBTF whenever ``g`` is
+    whole, e.g. for any odd spcscale). In patch-based mode the patches are centred on the
+    output pixels of origin ``g``, which is kept (:meth:`ServingGeometry.geotransform`).
 
 Input windows (OTBTF's ``GenerateInputRequestedRegion``)
     The output pixels ``[a, a + t)`` cover reference positions ``[g + a·s, g + (a + t)·s)``
     (``g`` the output origin), i.e. ``t·s·k_i`` pixels of source ``i`` starting at
-    ``⌊corner + ½⌋``. That footprint is padded by
+    ``⌊corner + ½⌋`` (ITK rounds the first pixel centre half up). That footprint is padded by
     ``pad_i = rf_i − (1 + ⌊(ef − 1)·s·k_i⌋)`` pixels, ``pad_i − ⌊pad_i/2⌋`` before and
     ``⌊pad_i/2⌋`` after (:func:`input_span`). A source can serve the model only if
-    ``pad_i ≥ 0``, i.e. ``rf_i ≥ 1 + (ef − 1)·s·spacing_0/spacing_i``.
+    ``pad_i ≥ 0``, i.e. ``rf_i ≥ 1 + (ef − 1)·s·spacing_0/spacing_i`` (truncated to an
+    integer, as OTBTF does, when the right side is not whole).
     For rf 64, ef 32, ``s = 1``: pad 32, the output tile ``[a, a + t)`` reads ``[a, a + t + 32)``.
 
 Patch-based mode
@@ -166,11 +175,11 @@ def common_extent(grids: Sequence[AxisGrid], receptive_fields: Sequence[int]) ->
 
 def output_axis(grids: Sequence[AxisGrid], receptive_fields: Sequence[int], expression_field: int,
                 spacing_scale: Rational = 1) -> tuple[Fraction, int]:
-    """Output origin (reference pixels) and size along one axis.
+    """Output origin (the corner of its first pixel, in reference pixels) and size along one axis.
 
     ``n = ⌊(u1 − u0)/s⌋ + ef − 1`` rounded down to a multiple of ``ef``, origin
-    ``u0 − s·⌊ef/2⌋``, with ``[u0, u1)`` the :func:`common_extent`. The size is 0 when
-    the sources do not overlap or the result is smaller than ``ef``.
+    ``u0 + (1 − s)/2 − s·⌊ef/2⌋``, with ``[u0, u1)`` the :func:`common_extent`. The
+    size is 0 when the sources do not overlap or the result is smaller than ``ef``.
     """
     start, end = common_extent(grids, receptive_fields)
     scale = Fraction(spacing_scale)
@@ -178,7 +187,7 @@ def output_axis(grids: Sequence[AxisGrid], receptive_fields: Sequence[int], expr
         return (start, 0)
     size = math.floor((end - start) / scale) + expression_field - 1
     size -= size % expression_field
-    return (start - scale * (expression_field // 2), size)
+    return (start + (1 - scale) / 2 - scale * (expression_field // 2), size)
 
 
 def input_padding(receptive_field: int, expression_field: int, spacing_scale: Rational = 1,
@@ -370,8 +379,19 @@ class ServingGeometry:
                             source.receptive_field[1])
         return (cols, rows)
 
-    def geotransform(self, reference: Sequence[float]) -> tuple[float, float, float, float, float, float]:
-        """The output geotransform from the reference (first source) geotransform."""
+    def geotransform(self, reference: Sequence[float],
+                     footprint: bool = True) -> tuple[float, float, float, float, float, float]:
+        """The output geotransform from the reference (first source) geotransform.
+
+        Args:
+            reference: Geotransform of the first source.
+            footprint: Place the origin at the first pixel the output is computed from,
+                ``⌊g + ½⌋`` (fully-convolutional mode); ``False`` keeps OTBTF's ``g``
+                (patch-based mode, patches centred on the output pixels).
+        """
         x0, dx, _, y0, _, dy = (float(v) for v in reference)
         scale = float(self.spacing_scale)
-        return (x0 + float(self.origin[0]) * dx, dx * scale, 0.0, y0 + float(self.origin[1]) * dy, 0.0, dy * scale)
+        col, row = self.origin
+        if footprint:
+            col, row = Fraction(math.floor(col + Fraction(1, 2))), Fraction(math.floor(row + Fraction(1, 2)))
+        return (x0 + float(col) * dx, dx * scale, 0.0, y0 + float(row) * dy, 0.0, dy * scale)
