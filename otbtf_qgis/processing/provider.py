@@ -8,13 +8,14 @@ from qgis.PyQt.QtGui import QIcon
 from otbtf_qgis import __version__
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 from otbtf_qgis.processing.environmentinfo import EnvironmentInfoAlgorithm
+from otbtf_qgis.processing.modelserve import ModelServeAlgorithm
 from otbtf_qgis.processing.resources import icon
 from otbtf_qgis.processing.worker import PYTHON_SETTING
 
 
 def algorithm_classes() -> list[type[OtbtfAlgorithm]]:
     """Every algorithm the provider offers."""
-    return [EnvironmentInfoAlgorithm]
+    return [EnvironmentInfoAlgorithm, ModelServeAlgorithm]
 
 
 class OtbtfProvider(QgsProcessingProvider):

@@ -186,3 +186,72 @@ class ServeConfig:
         if not self.expression_field:
             return None
         return (self.expression_field[0], self.expression_field[-1])
+
+
+def _per_source(text: str, count: int, parameter: str) -> list[str]:
+    entries = split_per_source(text)
+    if not entries:
+        return [""] * count
+    if len(entries) == 1 and count > 1 and parameter != "PLACEHOLDERS":
+        return entries * count
+    if len(entries) != count:
+        raise InputError(f"{len(entries)} value(s) for {count} source(s) in '{text}'. Give one value per source, "
+                         "separated by ';' (an empty value takes the model's default).", parameter)
+    return entries
+
+
+def _nodata(text: str) -> tuple[float | None, bool]:
+    if not text:
+        return (None, True)
+    if text.lower() == "none":
+        return (None, False)
+    try:
+        return (float(text), True)
+    except ValueError:
+        raise InputError(f"'{text}' is not a nodata value: give a number, 'none' (no nodata) or nothing "
+                         "(the raster's own nodata).", "NODATA") from None
+
+
+def serve_config_from_text(sources: list[str], model: str, output: str, *, rfields: str = "", placeholders: str = "",
+                           output_names: str = "", efield: str = "", fully_convolutional: bool = True,
+                           spacing_scale: float = 1.0, tile_size: int = 0, nodata: str = "",
+                           background: float = 0.0, user_placeholders: str = "", output_type: str = "float32",
+                           creation_options: str = "", cog: bool = False, output_classes: str = "") -> ServeConfig:
+    """Build a :class:`ServeConfig` from the text parameters of ``otbtf:modelserve``.
+
+    Per-source values (``rfields`` ``"64;32x32"``, ``placeholders``, ``nodata``) are
+    separated by ``;``; one value of RFIELDS or NODATA applies to every source.
+    ``output_names`` and ``creation_options`` are separated by ``;``, ``,`` or spaces.
+
+    Raises:
+        InputError: naming the parameter whose text cannot be used.
+    """
+    if not sources:
+        raise InputError("give at least one source raster.", "SOURCES")
+    count = len(sources)
+    fields = [parse_size(v, "RFIELDS") if v else None for v in _per_source(rfields, count, "RFIELDS")]
+    names = _per_source(placeholders, count, "PLACEHOLDERS")
+    nodatas = [_nodata(v) for v in _per_source(nodata, count, "NODATA")]
+    source_configs = tuple(
+        SourceConfig((path,), field if field is not None else (), name, value, use)
+        for path, field, name, (value, use) in zip(sources, fields, names, nodatas, strict=True))
+    items = [p for p in re.split(r"[;\n]", user_placeholders) if p.strip()]
+    parse_user_placeholders(items)
+    if output_type not in OUTPUT_TYPES:
+        raise InputError(f"'{output_type}' is not one of {', '.join(OUTPUT_TYPES)}.", "OUTPUT_TYPE")
+    return ServeConfig(
+        sources=source_configs,
+        model=model,
+        output=output,
+        output_names=tuple(v for v in re.split(r"[;,\s]+", output_names) if v),
+        expression_field=parse_size(efield, "EFIELD") if efield.strip() else (),
+        fully_convolutional=fully_convolutional,
+        spacing_scale=spacing_scale,
+        tile_size=tile_size,
+        background=background,
+        user_placeholders=tuple(item.strip() for item in items),
+        output_type=output_type,  # type: ignore[arg-type]
+        creation_options=tuple(v for v in re.split(r"[;\s]+", creation_options) if v),
+        cog=cog,
+        output_classes=output_classes,
+    )

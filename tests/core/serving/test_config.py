@@ -62,3 +62,32 @@ def test_config_roundtrip_and_validation():
     with pytest.raises(InputError) as error:
         config_from_dict(ServeConfig, {**data, "sources": [{"paths": ["a.tif"], "receptive_field": [0]}]})
     assert error.value.parameter == "RFIELDS"
+
+
+def test_config_from_processing_text():
+    from otbtf_qgis.core.serving.config import serve_config_from_text
+
+    config = serve_config_from_text(["a.tif", "b.tif"], "model", "out.tif", rfields="64;32x16",
+                                    placeholders="xs;", nodata="0;none", efield="32",
+                                    output_names="p_crop16, p_crop32",
+                                    user_placeholders="dropout=0.0;is_training=false",
+                                    creation_options="COMPRESS=LZW PREDICTOR=3", output_type="uint8")
+    assert [s.receptive_field for s in config.sources] == [(64, 64), (32, 16)]
+    assert [s.placeholder for s in config.sources] == ["xs", ""]
+    assert [(s.nodata, s.use_nodata) for s in config.sources] == [(0.0, True), (None, False)]
+    assert config.expression_field == (32, 32) and config.output_names == ("p_crop16", "p_crop32")
+    assert config.user_placeholders == ("dropout=0.0", "is_training=false")
+    assert config.creation_options == ("COMPRESS=LZW", "PREDICTOR=3")
+    defaults = serve_config_from_text(["a.tif", "b.tif"], "model", "out.tif", rfields="64")
+    assert [s.receptive_field for s in defaults.sources] == [(64, 64), (64, 64)]
+    assert [s.use_nodata for s in defaults.sources] == [True, True] and defaults.expression_field == ()
+    for kwargs, parameter in (({"rfields": "64;32;16"}, "RFIELDS"), ({"placeholders": "xs"}, "PLACEHOLDERS"),
+                              ({"nodata": "zero"}, "NODATA"), ({"efield": "3x3x3"}, "EFIELD"),
+                              ({"user_placeholders": "dropout"}, "USER_PLACEHOLDERS"),
+                              ({"output_type": "int8"}, "OUTPUT_TYPE")):
+        with pytest.raises(InputError) as error:
+            serve_config_from_text(["a.tif", "b.tif"], "model", "out.tif", **kwargs)
+        assert error.value.parameter == parameter, kwargs
+    with pytest.raises(InputError) as error:
+        serve_config_from_text([], "model", "out.tif")
+    assert error.value.parameter == "SOURCES"
