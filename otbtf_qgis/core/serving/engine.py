@@ -30,6 +30,7 @@ import contextlib
 import math
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -79,6 +80,8 @@ PATCH_TILE_BYTES = 64 << 20
 GDAL_CACHE_BYTES = 64 << 20
 #: Tiles waiting between two stages: enough to keep each stage busy, bounded for memory.
 QUEUE_DEPTH = 2
+#: Niceness added to the reader and writer threads (see :func:`_yield_to_the_model`).
+IO_THREAD_NICENESS = 5
 #: Default class map palette (qualitative colours, then repeated).
 CLASS_PALETTE: tuple[tuple[int, int, int], ...] = (
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
@@ -384,6 +387,7 @@ class ServingPlan:
                 thread.join()
 
     def _read_loop(self, tiles: list[Window], out: queue.Queue[Any], stop: threading.Event, stats: _Stats) -> None:
+        _yield_to_the_model()
         try:
             datasets = [[open_raster(path, "SOURCES") for path in source.paths] for source in self.sources]
             for tile in tiles:
@@ -423,6 +427,7 @@ class ServingPlan:
 
     def _write_loop(self, region: Window, writers: list[GeoTiffWriter], source: queue.Queue[Any],
                     stop: threading.Event, stats: _Stats) -> None:
+        _yield_to_the_model()
         try:
             aligned = self._block_aligned(region)
             while True:
@@ -481,6 +486,17 @@ class ServingPlan:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _yield_to_the_model() -> None:
+    """Lower the calling I/O thread's CPU priority (Linux, where threads have their own).
+
+    TensorFlow keeps the cores busy most of the time; reads and writes only need the gaps
+    to stay ahead of it, and must not slow it down.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), IO_THREAD_NICENESS)
 
 
 def _get(source: queue.Queue[Any], stop: threading.Event, stats: _Stats) -> Any:

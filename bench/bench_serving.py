@@ -1,0 +1,276 @@
+"""Serving benchmark: the engine against the model alone and a sequential loop; memory and time scaling.
+
+On the FCNN (untrained, random weights; 4-band uint16 input; output
+``predictions_softmax_tensor_crop16``, rf 64, ef 32), CPU only:
+
+- efficiency: the engine's throughput ÷ the model alone on the same tiles in memory;
+- speed-up over a straightforward sequential loop (read a tile with GDAL, predict, write
+  it) with the same tile size and the same traced model;
+- peak RSS serving 16384² vs 4096² pixels, and the time for 4× (and 16×) the pixels.
+
+Inputs are VRT mosaics of one 2048² tiled GeoTIFF (made in seconds, read like a big
+file). Every measurement runs in its own subprocess (``--child``) so that peak memory and
+TensorFlow state are per case. Runs are interleaved and repeated; the best time of each
+method is kept, since the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+BASE = 2048
+BANDS = 4
+OUTPUT_NAME = "predictions_softmax_tensor_crop16"
+REPEATS = 5
+
+
+# ----------------------------------------------------------------------------- data
+def build_model(folder: Path) -> None:
+    """Export the untrained FCNN with its otbtf_model.json."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((None, None, BANDS), name="input_xs")
+    normalized = keras.layers.Rescaling(0.0001)(x)
+
+    def conv(t: Any, depth: int, name: str) -> Any:
+        return keras.layers.Conv2D(depth, 3, strides=2, activation="relu", padding="same", name=name)(t)
+
+    def tconv(t: Any, depth: int, name: str, activation: str | None = "relu") -> Any:
+        return keras.layers.Conv2DTranspose(depth, 3, strides=2, activation=activation, padding="same", name=name)(t)
+
+    c1 = conv(normalized, 16, "conv1")
+    c2 = conv(c1, 32, "conv2")
+    c3 = conv(c2, 64, "conv3")
+    c4 = conv(c3, 64, "conv4")
+    t1 = keras.layers.Add()([tconv(c4, 64, "tconv1"), c3])
+    t2 = keras.layers.Add()([tconv(t1, 32, "tconv2"), c2])
+    t3 = keras.layers.Add()([tconv(t2, 16, "tconv3"), c1])
+    softmax = keras.layers.Softmax(name="predictions_softmax_tensor")(tconv(t3, 2, "classifier", None))
+    outputs = {"predictions_softmax_tensor": softmax,
+               OUTPUT_NAME: keras.layers.Cropping2D(16, name="crop16")(softmax)}
+    keras.Model({"input_xs": x}, outputs).export(str(folder), verbose=False)
+    (folder / "otbtf_model.json").write_text(json.dumps({
+        "format": "otbtf_qgis-model/1",
+        "inputs": {"input_xs": {"bands": BANDS, "dtype": "uint16", "patch_size": [64, 64]}},
+        "serving": {"output_name": OUTPUT_NAME, "receptive_field": [64, 64], "expression_field": [32, 32]},
+    }), encoding="utf-8")
+
+
+def build_base_image(path: Path) -> None:
+    """A 2048² 4-band uint16 tiled GeoTIFF: smooth fields plus noise, like reflectances."""
+    import numpy as np
+    from osgeo import gdal, osr
+
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:BASE, 0:BASE].astype(np.float32)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32631)
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), BASE, BASE, BANDS, gdal.GDT_UInt16,
+                                                   ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256"])
+    dataset.SetGeoTransform((500000.0, 10.0, 0.0, 4600000.0, 0.0, -10.0))
+    dataset.SetProjection(srs.ExportToWkt())
+    for band in range(BANDS):
+        field = 1500 + 800 * np.sin(cols / (40 + 9 * band)) * np.cos(rows / (55 + 7 * band))
+        noisy = field + rng.normal(0, 120, field.shape)
+        dataset.GetRasterBand(band + 1).WriteArray(np.clip(noisy, 0, 4095).astype(np.uint16))
+    dataset = None
+
+
+def build_mosaic(base: Path, path: Path, size: int) -> None:
+    """A VRT of ``size``² pixels repeating the base image."""
+    count = size // BASE
+    bands = []
+    for band in range(1, BANDS + 1):
+        sources = "".join(
+            f"<SimpleSource><SourceFilename relativeToVRT=\"0\">{base}</SourceFilename>"
+            f"<SourceBand>{band}</SourceBand><SrcRect xOff=\"0\" yOff=\"0\" xSize=\"{BASE}\" ySize=\"{BASE}\"/>"
+            f"<DstRect xOff=\"{i * BASE}\" yOff=\"{j * BASE}\" xSize=\"{BASE}\" ySize=\"{BASE}\"/></SimpleSource>"
+            for j in range(count) for i in range(count))
+        bands.append(f"<VRTRasterBand dataType=\"UInt16\" band=\"{band}\">{sources}</VRTRasterBand>")
+    from osgeo import gdal
+
+    reference = gdal.Open(str(base))
+    path.write_text(
+        f"<VRTDataset rasterXSize=\"{size}\" rasterYSize=\"{size}\"><SRS>{reference.GetProjection()}</SRS>"
+        f"<GeoTransform>{', '.join(map(str, reference.GetGeoTransform()))}</GeoTransform>{''.join(bands)}"
+        "</VRTDataset>", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------- child cases
+def _config(image: str, model: str, output: str, tile_size: int = 0) -> Any:
+    from otbtf_qgis.core.serving import ServeConfig, SourceConfig
+
+    return ServeConfig(sources=(SourceConfig((image,)),), model=model, output=output, tile_size=tile_size)
+
+
+def child_compare(image: str, model: str, workdir: str) -> dict[str, Any]:
+    """Model alone vs engine vs sequential loops on the same plan, interleaved."""
+    import numpy as np
+    from osgeo import gdal
+
+    from otbtf_qgis.core.raster import open_raster, read_window
+    from otbtf_qgis.core.serving.engine import prepare
+    from otbtf_qgis.core.windows import Window, tile_grid
+
+    plan = prepare(_config(image, model, f"{workdir}/engine.tif"))
+    grid = plan.geometry.window
+    tiles = list(tile_grid(grid.width, grid.height, *plan.tile_size))
+    source = plan.sources[0]
+    pixels = grid.width * grid.height
+    datasets = [[open_raster(image)]]
+    in_memory = [plan._read_tile(datasets, tile) for tile in tiles]  # noqa: SLF001 - the engine's own reads
+    times: dict[str, list[float]] = {"model": [], "engine": [], "loop_lzw": [], "loop_zstd": []}
+
+    def model_alone() -> float:
+        started = time.perf_counter()
+        for arrays in in_memory:
+            assert arrays is not None
+            plan.function(*arrays)
+        return time.perf_counter() - started
+
+    def loop(options: list[str], name: str) -> float:
+        started = time.perf_counter()
+        dataset = open_raster(image)
+        out = gdal.GetDriverByName("GTiff").Create(f"{workdir}/{name}.tif", grid.width, grid.height, 2,
+                                                   gdal.GDT_Float32, options)
+        for tile in tiles:
+            regular = Window(tile.col_off, tile.row_off, *plan.tile_size)
+            window = plan.geometry.input_window(0, regular)
+            array = read_window(dataset, window, dtype=source.dtype)
+            (result,) = plan.function(array[None])
+            out.WriteArray(np.ascontiguousarray(result[0, :tile.height, :tile.width]), tile.col_off, tile.row_off,
+                           interleave="pixel")
+        out = None
+        return time.perf_counter() - started
+
+    for _ in range(REPEATS):
+        times["model"].append(model_alone())
+        times["engine"].append(plan.serve(f"{workdir}/engine.tif")["seconds"])
+        times["loop_lzw"].append(loop(["TILED=YES", "COMPRESS=LZW", "BIGTIFF=IF_SAFER"], "loop_lzw"))
+        times["loop_zstd"].append(loop(list(plan.creation_options), "loop_zstd"))
+    return {"pixels": pixels, "tile_size": plan.tile_size, "tiles": len(tiles), "times": times}
+
+
+def child_serve(image: str, model: str, output: str) -> dict[str, Any]:
+    """Serve one image from scratch (model loading included) and report the peak RSS."""
+    from otbtf_qgis.core.serving.engine import prepare
+
+    started = time.perf_counter()
+    plan = prepare(_config(image, model, output))
+    setup = time.perf_counter() - started
+    result = plan.serve(output)
+    return {"setup_seconds": setup, "serve_seconds": result["seconds"], "tile_size": result["tile_size"],
+            "pixels": result["width"] * result["height"], "tiles": result["tiles"],
+            "read": result["read_seconds"], "predict": result["predict_seconds"], "write": result["write_seconds"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_child(*args: str) -> dict[str, Any]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args], capture_output=True,
+                          text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark child {args[0]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# -------------------------------------------------------------------------------- run
+def run(workdir: Path) -> str:
+    """Measure and return the Markdown section."""
+    model = workdir / "fcnn"
+    run_child("model", str(model))
+    base = workdir / "base.tif"
+    build_base_image(base)
+    images = {}
+    for size in (4096, 8192, 16384):
+        images[size] = workdir / f"image{size}.vrt"
+        build_mosaic(base, images[size], size)
+    compare = run_child("compare", str(images[4096]), str(model), str(workdir))
+    served = {}
+    for size in (4096, 8192, 16384):
+        served[size] = run_child("serve", str(images[size]), str(model), str(workdir / f"out{size}.tif"))
+        (workdir / f"out{size}.tif").unlink(missing_ok=True)
+    return report(compare, served)
+
+
+def report(compare: dict[str, Any], served: dict[int, dict[str, Any]]) -> str:
+    best = {name: min(values) for name, values in compare["times"].items()}
+    mpix = compare["pixels"] / 1e6
+    efficiency = best["model"] / best["engine"]
+    speedup_lzw = best["loop_lzw"] / best["engine"]
+    speedup_zstd = best["loop_zstd"] / best["engine"]
+    rss_ratio = served[16384]["peak_rss_mb"] / served[4096]["peak_rss_mb"]
+    time_4x = served[8192]["serve_seconds"] / served[4096]["serve_seconds"]
+    time_16x = served[16384]["serve_seconds"] / served[4096]["serve_seconds"]
+    tile = compare["tile_size"]
+
+    def check(ok: bool) -> str:
+        return "yes" if ok else "**no**"
+
+    lines = [
+        "## Serving (`otbtf:modelserve`)",
+        "",
+        f"The FCNN (untrained, output `{OUTPUT_NAME}`, rf 64, ef 32) on a 4-band uint16 image; automatic tiles of "
+        f"{tile[0]}×{tile[1]} output pixels ({compare['tiles']} tiles for 4096²); output float32, 2 bands. "
+        f"Best of {REPEATS} interleaved runs per method on the 4096² image ({mpix:.1f} output Mpix).",
+        "",
+        "| figure | measured | target | met |",
+        "|---|---|---|---|",
+        f"| efficiency: engine ÷ model alone on the same tiles in memory | {efficiency:.2f} "
+        f"({mpix / best['engine']:.2f} vs {mpix / best['model']:.2f} Mpix/s) | ≥ 0.90 | {check(efficiency >= 0.9)} |",
+        f"| speed-up over a sequential loop (GDAL read → predict → write LZW), same tiles | {speedup_lzw:.2f}× "
+        f"({mpix / best['loop_lzw']:.2f} Mpix/s) | ≥ 1.3× | {check(speedup_lzw >= 1.3)} |",
+        f"| speed-up over the same loop writing ZSTD level 1 (the engine's codec) | {speedup_zstd:.2f}× "
+        f"({mpix / best['loop_zstd']:.2f} Mpix/s) | — | — |",
+        f"| peak RSS 16384² ÷ 4096² | {rss_ratio:.3f} ({served[16384]['peak_rss_mb']:.0f} MB vs "
+        f"{served[4096]['peak_rss_mb']:.0f} MB) | ≤ 1.15 | {check(rss_ratio <= 1.15)} |",
+        f"| time for 4× the pixels (8192² ÷ 4096²) | {time_4x:.2f}× | 3.6–4.4× | {check(3.6 <= time_4x <= 4.4)} |",
+        f"| time for 16× the pixels (16384² ÷ 4096²) | {time_16x:.2f}× | (14.4–17.6×) | "
+        f"{check(14.4 <= time_16x <= 17.6)} |",
+        "",
+        "| image | output Mpix | tiles | serve s | Mpix/s | reader busy s | model s | writer busy s | setup s "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size, case in served.items():
+        lines.append(f"| {size}² | {case['pixels'] / 1e6:.1f} | {case['tiles']} | {case['serve_seconds']:.1f} | "
+                     f"{case['pixels'] / 1e6 / case['serve_seconds']:.2f} | {case['read']:.1f} | "
+                     f"{case['predict']:.1f} | {case['write']:.1f} | {case['setup_seconds']:.1f} | "
+                     f"{case['peak_rss_mb']:.0f} |")
+    lines += ["", "Raw times (s, per run): " + "; ".join(
+        f"{name} {', '.join(f'{v:.2f}' for v in values)}" for name, values in compare["times"].items())]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs="+", required=True)
+    args = parser.parse_args()
+    mode, *rest = args.child
+    if mode == "model":
+        build_model(Path(rest[0]))
+        result: dict[str, Any] = {"ok": True}
+    elif mode == "compare":
+        result = child_compare(*rest)
+    elif mode == "serve":
+        result = child_serve(*rest)
+    else:
+        raise SystemExit(f"unknown child mode {mode}")
+    print(json.dumps(result, default=list))
+
+
+if __name__ == "__main__":
+    main()
