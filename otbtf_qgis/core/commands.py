@@ -80,6 +80,12 @@ register(CommandSpec("environmentinfo", "otbtf_qgis.core.envinfo:EnvironmentInfo
 register(CommandSpec("diagnostics", "otbtf_qgis.core.diagnostics:DiagnosticsConfig",
                      "otbtf_qgis.core.diagnostics:run", False,
                      "Exercise the worker protocol (progress, errors, crashes, cancel) without TensorFlow."))
+register(CommandSpec("trainmodel", "otbtf_qgis.core.training_config:TrainModelConfig",
+                     "otbtf_qgis.core.training:run", True,
+                     "Train the FCNN (or a ModelBase subclass from a Python file) and export a SavedModel."))
+register(CommandSpec("receptivefield", "otbtf_qgis.core.receptive_field_config:ReceptiveFieldConfig",
+                     "otbtf_qgis.core.receptive_field:run", True,
+                     "Report a SavedModel's padding-free output size for an input size and the serving settings."))
 register(CommandSpec("modelserve", "otbtf_qgis.core.serving.config:ServeConfig",
                      "otbtf_qgis.core.serving.engine:run", True,
                      "Apply a SavedModel over whole rasters, tile by tile, cropped (OTBTF's TensorflowModelServe)."))

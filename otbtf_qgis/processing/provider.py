@@ -9,13 +9,15 @@ from otbtf_qgis import __version__
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 from otbtf_qgis.processing.environmentinfo import EnvironmentInfoAlgorithm
 from otbtf_qgis.processing.modelserve import ModelServeAlgorithm
+from otbtf_qgis.processing.receptivefield import ReceptiveFieldAlgorithm
 from otbtf_qgis.processing.resources import icon
+from otbtf_qgis.processing.trainmodel import TrainModelAlgorithm
 from otbtf_qgis.processing.worker import PYTHON_SETTING
 
 
 def algorithm_classes() -> list[type[OtbtfAlgorithm]]:
     """Every algorithm the provider offers."""
-    return [EnvironmentInfoAlgorithm, ModelServeAlgorithm]
+    return [EnvironmentInfoAlgorithm, TrainModelAlgorithm, ReceptiveFieldAlgorithm, ModelServeAlgorithm]
 
 
 class OtbtfProvider(QgsProcessingProvider):

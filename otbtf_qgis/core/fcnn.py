@@ -1,0 +1,87 @@
+"""The FCNN of OTBTF's documentation: a small 4-level U-Net for semantic segmentation.
+
+Encoder: four 3×3 convolutions of stride 2 (16, 32, 64, 64 filters, ReLU, "same"
+padding); decoder: the mirrored 3×3 transposed convolutions of stride 2 with skip
+connections (additions) to the encoder level of the same scale; the last transposed
+convolution has ``n_classes`` filters and a softmax, in the layer
+``predictions_softmax_tensor``. Input and output have the same size and spacing; the
+size must be a multiple of 16. On a 64-pixel input the padding-free output is the
+central 33 pixels (64→31→15→7→3→5→9→17→33), so serving uses
+``predictions_softmax_tensor_crop16`` with a receptive field of 64 and an expression
+field of 32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from otbtf_qgis.core.errors import ModelError
+from otbtf_qgis.core.model import DEFAULT_INFERENCE_CROPPING, ModelBase, TensorDict
+
+#: The training target (and output key) of the FCNN.
+TARGET_NAME = "predictions"
+#: The name of the softmax layer, the prefix of the cropped outputs in the SavedModel.
+OUTPUT_SOFTMAX_NAME = "predictions_softmax_tensor"
+#: The documentation's scaling of 12-bit inputs into about [0, 1].
+DEFAULT_INPUT_SCALE = 0.0001
+
+
+class FCNNModel(ModelBase):
+    """The documentation's fully-convolutional U-Net on one input source.
+
+    Args:
+        dataset_element_spec: ``ds.element_spec`` of the training dataset (see :class:`ModelBase`).
+        n_classes: Number of classes of the softmax output.
+        input_keys: The single input to use (default: the dataset's only input).
+        inference_cropping: Margins of the cropped inference outputs.
+        input_scale: Factor applied to the inputs after casting to float32
+            (:data:`DEFAULT_INPUT_SCALE` for 12-bit data; 1/255 suits 8-bit data).
+        name: Model name.
+    """
+
+    def __init__(self, dataset_element_spec: Any, n_classes: int = 2, input_keys: Iterable[str] | None = None,
+                 inference_cropping: Iterable[int] | None = DEFAULT_INFERENCE_CROPPING,
+                 input_scale: float = DEFAULT_INPUT_SCALE, name: str | None = None) -> None:
+        if n_classes < 2:
+            raise ModelError(f"the FCNN needs at least 2 classes, got {n_classes}.", "N_CLASSES")
+        self.n_classes = int(n_classes)
+        self.input_scale = float(input_scale)
+        super().__init__(dataset_element_spec, input_keys=input_keys, inference_cropping=inference_cropping,
+                         name=name)
+
+    def _input_name(self, inputs: TensorDict) -> str:
+        if len(inputs) != 1:
+            raise ModelError(f"the FCNN takes one input source, the data has {len(inputs)} ({', '.join(inputs)}). "
+                             "Train a custom model (MODEL_FILE and CLASS_NAME) for several sources.", "TRAIN_DATA")
+        return next(iter(inputs))
+
+    def normalize_inputs(self, inputs: TensorDict) -> TensorDict:
+        """Cast the input to float32 and multiply it by :attr:`input_scale`."""
+        name = self._input_name(inputs)
+        return {name: tf.cast(inputs[name], tf.float32) * self.input_scale}
+
+    def get_outputs(self, normalized_inputs: TensorDict) -> TensorDict:
+        """The U-Net; returns ``{"predictions": softmax}``."""
+        name = self._input_name({k: v for k, v in normalized_inputs.items() if k in self._spec()["keys"]})
+
+        def conv(inp: Any, depth: int, layer_name: str) -> Any:
+            return keras.layers.Conv2D(filters=depth, kernel_size=3, strides=2, activation="relu", padding="same",
+                                       name=layer_name)(inp)
+
+        def tconv(inp: Any, depth: int, layer_name: str, activation: str = "relu") -> Any:
+            return keras.layers.Conv2DTranspose(filters=depth, kernel_size=3, strides=2, activation=activation,
+                                                padding="same", name=layer_name)(inp)
+
+        out_conv1 = conv(normalized_inputs[name], 16, "conv1")
+        out_conv2 = conv(out_conv1, 32, "conv2")
+        out_conv3 = conv(out_conv2, 64, "conv3")
+        out_conv4 = conv(out_conv3, 64, "conv4")
+        out_tconv1 = tconv(out_conv4, 64, "tconv1") + out_conv3
+        out_tconv2 = tconv(out_tconv1, 32, "tconv2") + out_conv2
+        out_tconv3 = tconv(out_tconv2, 16, "tconv3") + out_conv1
+        predictions = tconv(out_tconv3, self.n_classes, OUTPUT_SOFTMAX_NAME, "softmax")
+        return {TARGET_NAME: predictions}

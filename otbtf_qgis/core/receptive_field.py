@@ -1,0 +1,474 @@
+"""Receptive field, expression field and the padding-free part of a model's outputs.
+
+Vocabulary (OTBTF's): the *receptive field* ``rf`` is the input size a model sees per
+tile, the *expression field* ``ef`` the output size it produces per tile. A
+fully-convolutional model pads its convolutions ("same" padding), so the output pixels
+near a tile border depend on the padding: tiles stitched together would show seams.
+Only the *valid* output pixels (whose computation never reads padding) are the same as
+in one big tile. A cropped output ``<name>_crop<C>`` drops ``C`` pixels on each side, so
+it is seamless when ``C`` covers the invalid border; then ``ef = rf − 2·C``.
+
+The valid pixels are tracked as a boolean mask per spatial axis through each layer:
+
+- convolution / pooling of kernel ``k``, stride ``s``, dilation ``d`` on ``n`` pixels:
+  output ``j`` reads inputs ``j·s − p + t·d`` for ``t`` in ``[0, k)``, with ``p`` the
+  padding before (``"same"``: ``⌊max((o − 1)·s + d·(k − 1) + 1 − n, 0)/2⌋`` for ``o``
+  outputs; ``"valid"``: 0). It is valid when every input it reads exists and is valid.
+  With no padding involved this is OTBTF's ``y = ⌊(x − k)/s⌋ + 1``.
+- transposed convolution (the gradient of such a convolution from ``o`` to ``n`` pixels):
+  output ``i`` gathers inputs ``j = (i + p − t·d)/s`` for the ``t`` that make it an
+  integer; valid when all those ``j`` exist and are valid (OTBTF's ``y = x·s − k + 2``).
+- element-wise operations, additions of skip connections, concatenation of channels:
+  the intersection of the inputs' masks.
+
+This module is pure Python and numpy; :mod:`otbtf_qgis.core.model_graph` applies it to
+the operations of a TensorFlow graph, and :func:`run` is the ``receptivefield`` job.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from otbtf_qgis.core.errors import InputError, ModelError
+from otbtf_qgis.core.progress import Reporter
+
+Mask = npt.NDArray[np.bool_]
+
+#: The name of the JSON file written beside a SavedModel for serving (see docs/formats.md).
+MODEL_JSON = "otbtf_model.json"
+_CROP_NAME = re.compile(r"^(?P<base>.+)_crop(?P<crop>\d+)$")
+
+
+def same_padding_before(in_size: int, out_size: int, kernel: int, stride: int, dilation: int = 1) -> int:
+    """Padding before the first pixel of a "same" convolution (TensorFlow's rule).
+
+    ``⌊max((out_size − 1)·stride + dilation·(kernel − 1) + 1 − in_size, 0) / 2⌋``: the
+    total padding is split with the extra pixel after.
+    """
+    effective = dilation * (kernel - 1) + 1
+    return max((out_size - 1) * stride + effective - in_size, 0) // 2
+
+
+def conv_output_size(in_size: int, kernel: int, stride: int, padding: str, dilation: int = 1) -> int:
+    """Output size of a convolution or pooling: ``⌈n/s⌉`` ("same") or ``⌊(n − d·(k−1) − 1)/s⌋ + 1`` ("valid")."""
+    if padding.upper() == "SAME":
+        return -(-in_size // stride)
+    return max((in_size - dilation * (kernel - 1) - 1) // stride + 1, 0)
+
+
+def conv_valid_mask(mask: Mask, kernel: int, stride: int, pad_before: int, out_size: int, dilation: int = 1) -> Mask:
+    """Valid outputs of a convolution/pooling given the valid inputs ``mask``.
+
+    Output ``j`` is valid when all inputs ``j·stride − pad_before + t·dilation``
+    (``t`` in ``[0, kernel)``) lie in the input and are valid.
+    """
+    size = len(mask)
+    out = np.ones(out_size, dtype=bool)
+    starts = np.arange(out_size) * stride - pad_before
+    for tap in range(kernel):
+        position = starts + tap * dilation
+        inside = (position >= 0) & (position < size)
+        out &= inside
+        out[inside] &= mask[position[inside]]
+    return out
+
+
+def transposed_conv_valid_mask(mask: Mask, kernel: int, stride: int, pad_before: int, out_size: int,
+                               dilation: int = 1) -> Mask:
+    """Valid outputs of a transposed convolution given the valid inputs ``mask``.
+
+    Output ``i`` gathers the inputs ``j = (i + pad_before − t·dilation)/stride`` for each
+    tap ``t`` where the division is exact; it is valid when every such ``j`` lies in the
+    input and is valid.
+    """
+    size = len(mask)
+    out = np.ones(out_size, dtype=bool)
+    positions = np.arange(out_size) + pad_before
+    for tap in range(kernel):
+        numerator = positions - tap * dilation
+        hits = numerator % stride == 0
+        source = numerator // stride
+        inside = (source >= 0) & (source < size)
+        out &= ~hits | inside
+        usable = hits & inside
+        out[usable] &= mask[source[usable]]
+    return out
+
+
+def valid_run(mask: Mask) -> tuple[int, int]:
+    """The longest run of valid pixels as ``(start, stop)`` (``(0, 0)`` when none is valid)."""
+    best = (0, 0)
+    start = None
+    for index, value in enumerate([*mask.tolist(), False]):
+        if value and start is None:
+            start = index
+        elif not value and start is not None:
+            if index - start > best[1] - best[0]:
+                best = (start, index)
+            start = None
+    return best
+
+
+def expression_field(receptive_field: int, crop: int) -> int:
+    """``ef = rf − 2·crop`` for a cropped output whose size equals its input's (OTBTF's serving rule)."""
+    return receptive_field - 2 * crop
+
+
+def crop_covers(valid: tuple[int, int], size: int, crop: int) -> bool:
+    """Whether cropping ``crop`` pixels on each side of a ``size`` output keeps only the ``valid`` run."""
+    start, stop = valid
+    return crop >= start and size - crop <= stop and size - 2 * crop >= 1
+
+
+def smallest_covering_crop(valid: tuple[int, int], size: int, crops: Iterable[int]) -> int | None:
+    """The smallest of ``crops`` that keeps only valid pixels and at least one, or None."""
+    fitting = [c for c in sorted(crops) if crop_covers(valid, size, c)]
+    return fitting[0] if fitting else None
+
+
+def split_crop_name(name: str) -> tuple[str, int] | None:
+    """``"x_crop16"`` → ``("x", 16)``; None for a name that is not a cropped output."""
+    match = _CROP_NAME.match(name)
+    return (match["base"], int(match["crop"])) if match else None
+
+
+def output_order(name: str) -> tuple[str, int]:
+    """Sort key of output names: each output, then its cropped versions by increasing crop."""
+    split = split_crop_name(name)
+    return (split[0], split[1]) if split else (name, 0)
+
+
+@dataclass
+class LayerGeometry:
+    """One geometry-changing operation on the path from an input to an output.
+
+    Attributes:
+        name: The layer (or operation) name.
+        kind: ``Conv2D``, ``Conv2DTranspose``, ``MaxPool``, ``Crop``, ``Pad``, ...
+        kernel: Kernel size ``(rows, cols)`` (None for crops and pads).
+        stride: Stride ``(rows, cols)`` (None for crops and pads).
+        size: Output size ``(rows, cols)``.
+        valid: Padding-free output pixels ``(rows, cols)`` (longest valid run).
+    """
+
+    name: str
+    kind: str
+    kernel: tuple[int, int] | None
+    stride: tuple[int, int] | None
+    size: tuple[int, int]
+    valid: tuple[int, int]
+
+
+@dataclass
+class OutputGeometry:
+    """Where an output is padding-free for a given input size.
+
+    Attributes:
+        name: The output name in the serving signature.
+        size: Output size ``(rows, cols)``; None for an output without spatial axes.
+        valid_rows: Valid run ``(start, stop)`` along the rows.
+        valid_cols: Valid run along the columns.
+        fully_valid: For outputs without spatial axes: whether no padding is involved.
+    """
+
+    name: str
+    size: tuple[int, int] | None
+    valid_rows: tuple[int, int] = (0, 0)
+    valid_cols: tuple[int, int] = (0, 0)
+    fully_valid: bool = True
+
+    @property
+    def valid_size(self) -> tuple[int, int]:
+        """Number of valid pixels ``(rows, cols)``."""
+        return (self.valid_rows[1] - self.valid_rows[0], self.valid_cols[1] - self.valid_cols[0])
+
+    def covered_by(self, crop: int) -> bool:
+        """Whether cropping ``crop`` pixels on each side leaves only valid pixels (and some)."""
+        if self.size is None:
+            return False
+        return crop_covers(self.valid_rows, self.size[0], crop) and crop_covers(self.valid_cols, self.size[1], crop)
+
+
+@dataclass
+class ReceptiveFieldReport:
+    """The padding-free geometry of a model for one input size, and the serving recommendation.
+
+    Attributes:
+        input_sizes: Input name → ``(rows, cols)`` analysed.
+        method: ``"analytic"`` (from the layers) or ``"probing"`` (by running the model).
+        outputs: Per output name, its geometry.
+        layers: Geometry-changing layers from the first input to the class output
+            (analytic method only).
+        size_step: Input sizes the model accepts are multiples of this (1 if unknown).
+        recommended_output: Output name to serve, None if no output fits.
+        receptive_field: Recommended ``(x, y)`` receptive field (OTBTF's rfieldx/rfieldy).
+        expression_field: Recommended ``(x, y)`` expression field.
+        notes: Explanations for the user (why this recommendation, caveats).
+    """
+
+    input_sizes: dict[str, tuple[int, int]]
+    method: str
+    outputs: dict[str, OutputGeometry]
+    layers: list[LayerGeometry] = field(default_factory=list)
+    size_step: int = 1
+    recommended_output: str | None = None
+    receptive_field: tuple[int, int] | None = None
+    expression_field: tuple[int, int] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def cropped_outputs(self) -> dict[str, tuple[str, int]]:
+        """Cropped outputs present: name → ``(base output, crop)``."""
+        found = {}
+        for name in self.outputs:
+            split = split_crop_name(name)
+            if split and split[0] in self.outputs:
+                found[name] = split
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (sizes as lists)."""
+        return {
+            "input_sizes": {k: list(v) for k, v in self.input_sizes.items()},
+            "method": self.method,
+            "size_step": self.size_step,
+            "outputs": {name: {"size": list(o.size) if o.size else None, "valid_rows": list(o.valid_rows),
+                               "valid_cols": list(o.valid_cols), "valid_size": list(o.valid_size),
+                               "fully_valid": o.fully_valid} for name, o in self.outputs.items()},
+            "layers": [{"name": g.name, "kind": g.kind, "kernel": list(g.kernel) if g.kernel else None,
+                        "stride": list(g.stride) if g.stride else None, "size": list(g.size),
+                        "valid": list(g.valid)} for g in self.layers],
+            "recommended_output": self.recommended_output,
+            "receptive_field": list(self.receptive_field) if self.receptive_field else None,
+            "expression_field": list(self.expression_field) if self.expression_field else None,
+            "notes": list(self.notes),
+        }
+
+
+def recommend(report: ReceptiveFieldReport, class_output: str | None = None) -> None:
+    """Fill the report's recommendation: the smallest seamless crop of the class output.
+
+    The base output is ``class_output`` if given, else the first output that has cropped
+    versions. Among its cropped outputs, the smallest crop that removes every
+    padding-affected pixel wins (OTBTF's doc: 64 → 33 valid → crop16, rf 64, ef 32). When
+    none does, the largest crop that still leaves an output is chosen, with a note.
+    """
+    first_input = next(iter(report.input_sizes.values()))
+    rf = (first_input[1], first_input[0])
+    crops_by_base: dict[str, list[int]] = {}
+    for base_name, crop_size in report.cropped_outputs().values():
+        crops_by_base.setdefault(base_name, []).append(crop_size)
+    base = class_output if class_output in report.outputs else next(iter(crops_by_base), None)
+    if base is None:
+        spatial = [o for o in report.outputs.values() if o.size is not None]
+        if not spatial:
+            report.recommended_output = next(iter(report.outputs), None)
+            report.receptive_field, report.expression_field = rf, (1, 1)
+            report.notes.append("The outputs have no spatial axes: the model is patch-based (one output pixel per "
+                                "input patch of the receptive field).")
+            return
+        output = spatial[0]
+        report.recommended_output = output.name
+        report.receptive_field = rf
+        assert output.size is not None
+        report.expression_field = (output.size[1], output.size[0])
+        report.notes.append(f"The model has no cropped outputs: serving '{output.name}' whole gives seams where "
+                            f"the padding-affected border ({output.size[0] - output.valid_size[0]} rows) meets the "
+                            "next tile.")
+        return
+    geometry = report.outputs[base]
+    crops = sorted(crops_by_base.get(base, []))
+    if geometry.size is None:
+        report.recommended_output, report.receptive_field, report.expression_field = base, rf, (1, 1)
+        return
+    if geometry.valid_size == geometry.size:
+        report.recommended_output = base
+        report.receptive_field = rf
+        report.expression_field = (geometry.size[1], geometry.size[0])
+        report.notes.append(f"'{base}' is padding-free on all its {geometry.size[0]}×{geometry.size[1]} pixels: no "
+                            "crop is needed.")
+        return
+    seamless = [c for c in crops if geometry.covered_by(c)]
+    if seamless:
+        crop = seamless[0]
+        report.notes.append(f"'{base}' is padding-free on {geometry.valid_size[0]}×{geometry.valid_size[1]} of "
+                            f"{geometry.size[0]}×{geometry.size[1]} pixels: crop {crop} is the smallest that removes "
+                            "the padding-affected border.")
+    else:
+        leaving = [c for c in crops if geometry.size[0] - 2 * c >= 1 and geometry.size[1] - 2 * c >= 1]
+        if not leaving:
+            report.recommended_output = base
+            report.receptive_field = rf
+            report.expression_field = (geometry.size[1], geometry.size[0])
+            report.notes.append(f"No cropped output of '{base}' fits an input of {rf[0]}×{rf[1]}: use a larger "
+                                "input size.")
+            return
+        crop = leaving[-1]
+        report.notes.append(f"No cropped output of '{base}' removes all padding-affected pixels for this input size "
+                            f"(valid {geometry.valid_size[0]}×{geometry.valid_size[1]} of {geometry.size[0]}×"
+                            f"{geometry.size[1]}); crop {crop} is the largest that leaves an output. A larger input "
+                            "size helps.")
+    report.recommended_output = f"{base}_crop{crop}"
+    report.receptive_field = rf
+    report.expression_field = (geometry.size[1] - 2 * crop, geometry.size[0] - 2 * crop)
+
+
+def _size_text(size: tuple[int, int] | None) -> str:
+    if size is None:
+        return "-"
+    return str(size[0]) if size[0] == size[1] else f"{size[0]}×{size[1]}"
+
+
+def report_tables(report: ReceptiveFieldReport) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    """The two tables of a report: per layer (may be empty) and per cropped output, as header + rows."""
+    layer_header = ["Layer", "Type", "Kernel", "Stride", "Out. size", "Valid out. size"]
+    first = next(iter(report.input_sizes.items()))
+    layer_rows = [["input", "-", "-", "-", _size_text(first[1]), _size_text(first[1])]]
+    for g in report.layers:
+        layer_rows.append([g.name, g.kind, _size_text(g.kernel), _size_text(g.stride), _size_text(g.size),
+                           _size_text(g.valid)])
+    output_header = ["Output", "Crop", "Out. size", "Valid out. size", "Receptive field", "Expression field",
+                     "Padding-free"]
+    output_rows = []
+    rf = first[1]
+    for name in sorted(report.outputs, key=output_order):
+        output = report.outputs[name]
+        split = split_crop_name(name)
+        base = report.outputs.get(split[0]) if split else None
+        if split and base is not None and base.size is not None:
+            crop = split[1]
+            ef = (base.size[0] - 2 * crop, base.size[1] - 2 * crop)
+            output_rows.append([name, str(crop), _size_text(output.size), _size_text(output.valid_size),
+                                _size_text(rf), _size_text(ef) if min(ef) >= 1 else "none",
+                                "yes" if base.covered_by(crop) else "no"])
+        else:
+            valid = "yes" if (output.fully_valid if output.size is None else output.valid_size == output.size) else "no"
+            output_rows.append([name, "0", _size_text(output.size), _size_text(output.valid_size)
+                                if output.size else "-", _size_text(rf), _size_text(output.size) if output.size
+                                else "1", valid])
+    return layer_header, (layer_rows if report.layers else []), output_header, output_rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An HTML table (for the Processing results viewer)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table border='1' cellpadding='3'><tr>{head}</tr>{body}</table>"
+
+
+def report_markdown(report: ReceptiveFieldReport) -> str:
+    """The report as Markdown: the per-layer table, the per-output table and the recommendation."""
+    layer_header, layer_rows, output_header, output_rows = report_tables(report)
+    parts = []
+    sizes = ", ".join(f"{name} {_size_text(size)}" for name, size in report.input_sizes.items())
+    parts.append(f"Input size: {sizes} (method: {report.method}).")
+    if layer_rows:
+        parts.append(markdown_table(layer_header, layer_rows))
+    parts.append(markdown_table(output_header, output_rows))
+    if report.recommended_output:
+        parts.append(f"Recommended: OUTPUT_NAME={report.recommended_output}, "
+                     f"RFIELD={_size_text(_yx(report.receptive_field))}, "
+                     f"EFIELD={_size_text(_yx(report.expression_field))}.")
+    parts.extend(report.notes)
+    return "\n\n".join(parts)
+
+
+def report_html(report: ReceptiveFieldReport) -> str:
+    """The report as an HTML page."""
+    layer_header, layer_rows, output_header, output_rows = report_tables(report)
+    sizes = ", ".join(f"{name} {_size_text(size)}" for name, size in report.input_sizes.items())
+    parts = [f"<p>Input size: {html.escape(sizes)} (method: {report.method}).</p>"]
+    if layer_rows:
+        parts.append(html_table(layer_header, layer_rows))
+    parts.append(html_table(output_header, output_rows))
+    if report.recommended_output:
+        parts.append(f"<p><b>Recommended</b>: OUTPUT_NAME={html.escape(report.recommended_output)}, "
+                     f"RFIELD={_size_text(_yx(report.receptive_field))}, "
+                     f"EFIELD={_size_text(_yx(report.expression_field))}.</p>")
+    parts += [f"<p>{html.escape(note)}</p>" for note in report.notes]
+    return "<html><body>" + "".join(parts) + "</body></html>"
+
+
+def _yx(size: tuple[int, int] | None) -> tuple[int, int] | None:
+    return (size[1], size[0]) if size else None
+
+
+def read_model_json(model_dir: str | Path) -> dict[str, Any]:
+    """The ``otbtf_model.json`` beside a SavedModel, or ``{}`` when absent or unreadable."""
+    path = Path(model_dir) / MODEL_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def input_sizes_for(input_size: int, inputs: Sequence[str], model_json: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Input sizes to analyse: ``input_size`` for the first input, the others scaled like their training patches.
+
+    Without training patch sizes (no ``otbtf_model.json``) every input gets ``input_size``.
+    """
+    if input_size < 1:
+        raise InputError(f"must be a positive number of pixels, got {input_size}.", "INPUT_SIZE")
+    described = model_json.get("inputs", {}) if isinstance(model_json.get("inputs"), dict) else {}
+    first_patch = described.get(inputs[0], {}).get("patch_size") if inputs else None
+    sizes = {}
+    for name in inputs:
+        patch = described.get(name, {}).get("patch_size")
+        if first_patch and patch and first_patch[0]:
+            scale = input_size / float(first_patch[0])
+            sizes[name] = (max(1, round(patch[1] * scale)), max(1, round(patch[0] * scale)))
+        else:
+            sizes[name] = (input_size, input_size)
+    return sizes
+
+
+def run(config: Any, reporter: Reporter) -> dict[str, Any]:
+    """The ``receptivefield`` job: analyse a SavedModel for an input size; return tables and recommendation."""
+    from otbtf_qgis.core.model_graph import analyze_saved_model
+
+    model_dir = Path(config.model)
+    if not (model_dir / "saved_model.pb").is_file():
+        raise ModelError(f"'{model_dir}' is not a SavedModel folder (no saved_model.pb). Choose the folder written "
+                         "by Train model (or by model.export()).", "MODEL")
+    reporter.progress(0.05)
+    model_json = read_model_json(model_dir)
+    report = analyze_saved_model(model_dir, config.input_size, model_json, reporter.sub(0.05, 0.95))
+    markdown = report_markdown(report)
+    for line in markdown.splitlines():
+        reporter.info(line)
+    reporter.progress(1.0)
+    rf = report.receptive_field
+    ef = report.expression_field
+    return {
+        "report": report.to_dict(),
+        "table": markdown,
+        "html": report_html(report),
+        "output_name": report.recommended_output or "",
+        "rfield": rf[0] if rf else 0,
+        "efield": ef[0] if ef else 0,
+        "rfield_xy": list(rf) if rf else None,
+        "efield_xy": list(ef) if ef else None,
+        "method": report.method,
+    }
+
+
+def ceil_to_multiple(value: int, step: int) -> int:
+    """Smallest multiple of ``step`` ≥ ``value``."""
+    return int(math.ceil(value / step) * step) if step > 1 else value

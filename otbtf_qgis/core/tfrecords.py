@@ -1,0 +1,274 @@
+"""TFRecords in OTBTF's on-disk format, with the API of OTBTF's ``otbtf.tfrecords``.
+
+A TFRecords folder holds ``output_shapes.json`` and ``output_types.json`` (per key, no
+batch dimension, TensorFlow dtype names) and shards ``0.records``, ``1.records``, …;
+each record is a ``tf.train.Example`` whose feature per key is a ``bytes_list`` holding
+``tf.io.serialize_tensor`` of the sample. OTBTF 4.x reads what we write and we read
+what it writes. We add a ``manifest.json`` (``docs/formats.md``) that readers do not need.
+
+Reading is a ``tf.data`` pipeline: shards read in parallel, records parsed in parallel,
+batches prefetched; with a seed the order is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+
+from otbtf_qgis.core.datafiles import (
+    OUTPUT_SHAPES_NAME,
+    OUTPUT_TYPES_NAME,
+    count_records,
+    shard_files,
+    write_json,
+)
+from otbtf_qgis.core.errors import DatasetError, InputError
+from otbtf_qgis.core.progress import NullReporter, Reporter
+
+Sample = dict[str, npt.NDArray[Any]]
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def serialize_sample(sample: Sample) -> bytes:
+    """One record: a ``tf.train.Example`` with, per key, ``tf.io.serialize_tensor`` of the array."""
+    features = {key: _bytes_feature(tf.io.serialize_tensor(value).numpy()) for key, value in sample.items()}
+    return bytes(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+
+
+class TFRecords:
+    """A TFRecords folder: write samples to shards, read them back as a ``tf.data.Dataset``.
+
+    Args:
+        path: The folder (created when writing).
+        parameter: The user-facing parameter named in errors.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], parameter: str = "INPUT") -> None:
+        self.dirpath = Path(path)
+        self.parameter = parameter
+        self.output_shapes_file = self.dirpath / OUTPUT_SHAPES_NAME
+        self.output_types_file = self.dirpath / OUTPUT_TYPES_NAME
+        self.output_shapes: dict[str, list[int]] | None = (
+            self.load(self.output_shapes_file) if self.output_shapes_file.is_file() else None)
+        self.output_types: dict[str, str] | None = (
+            self.load(self.output_types_file) if self.output_types_file.is_file() else None)
+
+    @staticmethod
+    def save(data: Any, filepath: str | os.PathLike[str]) -> None:
+        """Save ``data`` as JSON."""
+        write_json(filepath, data)
+
+    @staticmethod
+    def load(filepath: str | os.PathLike[str]) -> Any:
+        """Load a JSON file."""
+        with open(filepath, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    # ---------------------------------------------------------------- writing
+
+    def write(self, samples: Iterable[Sample], n_samples: int, output_shapes: dict[str, Sequence[int]],
+              output_types: dict[str, Any], n_samples_per_shard: int = 100, drop_remainder: bool = True,
+              reporter: Reporter | None = None) -> list[dict[str, Any]]:
+        """Write ``n_samples`` samples taken from ``samples`` to shards; return ``[{file, n_samples}]``.
+
+        Shard ``k`` holds samples ``[k * n_samples_per_shard, (k + 1) * n_samples_per_shard)``.
+        With ``drop_remainder`` the last incomplete shard is not written (OTBTF's rule),
+        so every shard holds exactly ``n_samples_per_shard`` samples.
+
+        Raises:
+            InputError: ``n_samples_per_shard`` is not positive, or no shard would be written.
+        """
+        if n_samples_per_shard < 1:
+            raise InputError(f"must be at least 1, got {n_samples_per_shard}.", "N_SAMPLES_PER_SHARD")
+        n_shards = n_samples // n_samples_per_shard
+        if not drop_remainder and n_samples % n_samples_per_shard:
+            n_shards += 1
+        if n_shards == 0:
+            raise InputError(f"{n_samples} samples do not fill one shard of {n_samples_per_shard} and the "
+                             "remainder is dropped, so nothing would be written. Lower N_SAMPLES_PER_SHARD or "
+                             "keep the remainder.", "N_SAMPLES_PER_SHARD")
+        reporter = reporter or NullReporter()
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        types = {key: tf.dtypes.as_dtype(value).name for key, value in output_types.items()}
+        shapes = {key: [int(d) for d in shape] for key, shape in output_shapes.items()}
+        self.save(shapes, self.output_shapes_file)
+        self.save(types, self.output_types_file)
+        self.output_shapes, self.output_types = shapes, types
+        iterator = iter(samples)
+        total = min(n_samples, n_shards * n_samples_per_shard)
+        written = 0
+        shards = []
+        for shard in range(n_shards):
+            count = min(n_samples_per_shard, total - written)
+            filepath = self.dirpath / f"{shard}.records"
+            with tf.io.TFRecordWriter(str(filepath)) as writer:
+                for _ in range(count):
+                    reporter.check_canceled()
+                    sample = next(iterator)
+                    self._check_sample(sample, shapes, types)
+                    writer.write(serialize_sample(sample))
+                    written += 1
+                    if written % 64 == 0:
+                        reporter.progress(written / total)
+            shards.append({"file": filepath.name, "n_samples": count})
+        reporter.progress(1.0)
+        return shards
+
+    @staticmethod
+    def _check_sample(sample: Sample, shapes: dict[str, list[int]], types: dict[str, str]) -> None:
+        if set(sample) != set(shapes):
+            raise DatasetError(f"a sample has keys {sorted(sample)}, expected {sorted(shapes)}.")
+        for key, value in sample.items():
+            if list(value.shape) != shapes[key] or tf.dtypes.as_dtype(value.dtype).name != types[key]:
+                raise DatasetError(f"sample '{key}' is {value.dtype} {list(value.shape)}, expected "
+                                   f"{types[key]} {shapes[key]}.")
+
+    def ds2tfrecord(self, dataset: Any, n_samples_per_shard: int = 100, drop_remainder: bool = True) -> None:
+        """Write ``dataset.size`` samples of an :class:`otbtf_qgis.core.dataset.Dataset` (OTBTF's method)."""
+        samples = (dataset.read_one_sample() for _ in range(dataset.size))
+        self.write(samples, dataset.size, dataset.output_shapes, dataset.output_types,
+                   n_samples_per_shard=n_samples_per_shard, drop_remainder=drop_remainder)
+
+    # ---------------------------------------------------------------- reading
+
+    def _require_format(self) -> tuple[dict[str, list[int]], dict[str, str], list[Path]]:
+        if not self.dirpath.is_dir():
+            raise InputError(f"the TFRecords folder '{self.dirpath}' does not exist. Check the path.", self.parameter)
+        if self.output_shapes is None or self.output_types is None:
+            raise DatasetError(f"'{self.dirpath}' is not a TFRecords folder: {OUTPUT_SHAPES_NAME} or "
+                               f"{OUTPUT_TYPES_NAME} is missing. Recreate the TFRecords.", self.parameter)
+        shards = shard_files(self.dirpath)
+        if not shards:
+            raise DatasetError(f"the TFRecords folder '{self.dirpath}' has no *.records shard. Recreate the "
+                               "TFRecords.", self.parameter)
+        return self.output_shapes, self.output_types, shards
+
+    def check(self) -> int:
+        """Walk the framing of every shard (no TensorFlow read); return the number of records.
+
+        Raises:
+            DatasetError: naming the first truncated or corrupt shard.
+        """
+        _, _, shards = self._require_format()
+        return sum(count_records(shard, self.parameter) for shard in shards)
+
+    def verify(self) -> int:
+        """Read every record of every shard, checking checksums and that it parses; return the count.
+
+        This reads all the data once (at disk speed); :meth:`check` is the cheap version.
+
+        Raises:
+            DatasetError: naming the first truncated or corrupt shard.
+        """
+        shapes, types, shards = self._require_format()
+        total = 0
+        for shard in shards:
+            count_records(shard, self.parameter)
+            try:
+                dataset = tf.data.TFRecordDataset(str(shard))
+                total += int(dataset.reduce(np.int64(0), lambda n, _: n + 1).numpy())
+                for record in dataset.take(1):
+                    self.parse_tfrecord(record, types, shapes)
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:
+                raise DatasetError(f"the TFRecords shard '{shard}' is corrupt ({exc.message.splitlines()[0]}). "
+                                   "Recreate the TFRecords.", self.parameter) from exc
+        return total
+
+    @staticmethod
+    def parse_tfrecord(example: tf.Tensor, features_types: Mapping[str, Any],
+                       features_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, tf.Tensor]:
+        """Parse one serialized ``tf.train.Example`` into ``{key: tensor}`` (with static shapes when known)."""
+        read_features = {key: tf.io.FixedLenFeature([], dtype=tf.string) for key in features_types}
+        parsed = tf.io.parse_single_example(example, read_features)
+        result = {}
+        for key, dtype in features_types.items():
+            tensor = tf.io.parse_tensor(parsed[key], out_type=tf.dtypes.as_dtype(dtype))
+            if features_shapes is not None:
+                tensor = tf.ensure_shape(tensor, [int(d) for d in features_shapes[key]])
+            result[key] = tensor
+        return result
+
+    def as_dataset(self, batch_size: int | None = None, shuffle_buffer_size: int | None = None,
+                   seed: int | None = None, drop_remainder: bool = True, n_workers: int = 1,
+                   preprocessing_fn: Callable[..., Any] | None = None) -> tf.data.Dataset:
+        """The records as a ``tf.data.Dataset`` of dicts ``key -> tensor`` (batched when ``batch_size``).
+
+        Args:
+            batch_size: Samples per batch (``None``: unbatched).
+            shuffle_buffer_size: Shuffle the shard order and the samples through a buffer
+                of this size (``None``: file order).
+            seed: Makes the order reproducible; without it, a shuffled read may return
+                samples in whatever order the parallel reads finish (faster).
+            drop_remainder: Drop the last incomplete batch.
+            n_workers: Keep a multiple of this many shards (multi-worker training).
+            preprocessing_fn: Optional function applied to each sample dict.
+
+        Raises:
+            DatasetError: the folder is not a TFRecords folder or a shard is damaged.
+        """
+        shapes, types, shards = self._require_format()
+        for shard in shards:
+            count_records(shard, self.parameter)
+        if n_workers > 1:
+            shards = shards[: n_workers * (len(shards) // n_workers)]
+            if not shards:
+                raise DatasetError(f"fewer shards than the {n_workers} workers in '{self.dirpath}'. Write smaller "
+                                   "shards (N_SAMPLES_PER_SHARD).", self.parameter)
+        shuffle = bool(shuffle_buffer_size)
+        deterministic = seed is not None or not shuffle
+        files = tf.data.Dataset.from_tensor_slices([str(s) for s in shards])
+        if shuffle:
+            files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
+        records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(shards), 4),
+                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        options = tf.data.Options()
+        options.deterministic = deterministic
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
+        records = records.with_options(options)
+        if shuffle:
+            records = records.shuffle(int(shuffle_buffer_size or 1), seed=seed, reshuffle_each_iteration=True)
+        dataset = records.map(lambda record: self.parse_tfrecord(record, types, shapes),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if preprocessing_fn is not None:
+            dataset = dataset.map(preprocessing_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if batch_size:
+            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def read(self, batch_size: int, target_keys: Sequence[str], n_workers: int = 1, drop_remainder: bool = True,
+             shuffle_buffer_size: int | None = None, preprocessing_fn: Callable[..., Any] | None = None,
+             seed: int | None = None, **kwargs: Any) -> tf.data.Dataset:
+        """Batches of ``(inputs, targets)`` dict pairs, as OTBTF's ``TFRecords.read``.
+
+        Args:
+            batch_size: Samples per batch.
+            target_keys: Keys that go to the targets dict (e.g. ``["labels"]``); the
+                other keys are inputs.
+            n_workers: Keep a multiple of this many shards (multi-worker training).
+            drop_remainder: Drop the last incomplete batch.
+            shuffle_buffer_size: Shuffle through a buffer of this size (``None``: no shuffle).
+            preprocessing_fn: Optional ``fn(inputs, targets, **kwargs) -> (inputs, targets)``.
+            seed: Makes the order reproducible.
+            **kwargs: Passed to ``preprocessing_fn``.
+        """
+        keys = set(target_keys)
+
+        def split(sample: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+            inputs = {k: v for k, v in sample.items() if k not in keys}
+            targets = {k: v for k, v in sample.items() if k in keys}
+            if preprocessing_fn is not None:
+                return preprocessing_fn(inputs, targets, **kwargs)  # type: ignore[no-any-return]
+            return inputs, targets
+
+        return self.as_dataset(batch_size, shuffle_buffer_size=shuffle_buffer_size, seed=seed,
+                               drop_remainder=drop_remainder, n_workers=n_workers, preprocessing_fn=split)

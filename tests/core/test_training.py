@@ -1,0 +1,294 @@
+"""Training: learning, resume and cancel, labels (ignore label, classes), custom models, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from otbtf_qgis.core.custom_model import load_model_class
+from otbtf_qgis.core.errors import CancelledError, DatasetError, InputError, ModelError
+from otbtf_qgis.core.progress import Reporter
+from otbtf_qgis.core.training import make_preprocessing_fn, plan_training_data, run
+from otbtf_qgis.core.training_config import TrainModelConfig, training_folder
+
+from .training_data import make_samples, write_patches_folder, write_tfrecords_folder
+
+
+class Recorder(Reporter):
+    """Keeps messages and progress; cancels once ``cancel_after`` appears in an info message."""
+
+    def __init__(self, cancel_after: str | None = None) -> None:
+        self.messages: list[str] = []
+        self.fractions: list[float] = []
+        self.cancel_after = cancel_after
+        self.cancel = False
+
+    def progress(self, fraction: float) -> None:
+        self.fractions.append(fraction)
+
+    def info(self, message: str) -> None:
+        self.messages.append(message)
+        if self.cancel_after and self.cancel_after in message:
+            self.cancel = True
+
+    def warning(self, message: str) -> None:
+        self.messages.append("WARNING " + message)
+
+    def is_canceled(self) -> bool:
+        return self.cancel
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    result = {}
+    for name, n, seed in (("train", 64, 1), ("valid", 32, 2)):
+        images, labels = make_samples(n, 32, 3, seed=seed)
+        result[name] = write_patches_folder(root / name, images, labels)
+    return result
+
+
+@pytest.fixture(scope="module")
+def two_class_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two bands; the label of a pixel is its brighter band."""
+    root = tmp_path_factory.mktemp("two")
+    result = {}
+    for name, n, seed in (("train", 48, 1), ("valid", 32, 2)):
+        images, labels = make_samples(n, 32, 2, seed=seed)
+        result[name] = write_patches_folder(root / name, images, labels, class_names=("water", "land"))
+    return result
+
+
+def config(folders: dict[str, Path], output: Path, **kwargs) -> TrainModelConfig:
+    settings = {"train_data": str(folders["train"]), "output_model": str(output), "valid_data": str(folders["valid"]),
+                "epochs": 1, "batch_size": 8, "learning_rate": 0.01, "seed": 0}
+    settings.update(kwargs)
+    return TrainModelConfig(**settings)
+
+
+def test_learns_a_function_of_the_input_and_exports(two_class_folders: dict[str, Path], tmp_path: Path):
+    folders = two_class_folders
+    reporter = Recorder()
+    result = run(config(folders, tmp_path / "model", epochs=10, test_data=str(folders["valid"])), reporter)
+    assert result["metrics"]["val_accuracy"] >= 0.9
+    assert result["metrics"]["test_accuracy"] == pytest.approx(result["metrics"]["val_accuracy"], abs=1e-6)
+    assert [m for m in reporter.messages if m.startswith("epoch 10/10: loss")]
+    assert reporter.fractions == sorted(reporter.fractions) and reporter.fractions[-1] == 1.0
+    model = tmp_path / "model"
+    history = json.loads((model / "history.json").read_text())
+    assert history["epoch"] == list(range(1, 11))
+    assert {"loss", "accuracy", "precision", "recall", "val_loss", "val_accuracy"} <= set(history)
+    assert history["val_accuracy"][-1] == pytest.approx(result["metrics"]["val_accuracy"])
+    description = json.loads((model / "otbtf_model.json").read_text())
+    assert description["format"] == "otbtf_qgis-model/1"
+    assert description["inputs"] == {"input_xs": {"bands": 2, "dtype": "uint16", "patch_size": [32, 32]}}
+    assert description["class_output"] == "predictions_softmax_tensor"
+    assert description["n_classes"] == 2 and description["class_names"] == ["water", "land"]
+    assert description["outputs"][:3] == ["predictions_softmax_tensor", "predictions_softmax_tensor_crop16",
+                                          "predictions_softmax_tensor_crop32"]
+    assert description["training"]["patch_size"] == [32, 32] and description["training"]["epochs"] == 10
+    assert (training_folder(model) / "logs" / "train").is_dir()
+    # The exported model classifies like the labels.
+    images, labels = make_samples(4, 64, 2, seed=9)
+    serving = tf.saved_model.load(str(model)).signatures["serving_default"]
+    predicted = np.argmax(serving(input_xs=tf.constant(images))["predictions_softmax_tensor_crop16"], axis=-1)
+    assert predicted.shape == (4, 32, 32)
+    assert (predicted == labels[:, 16:48, 16:48, 0]).mean() > 0.85
+
+
+def test_cancel_keeps_the_last_checkpoint_and_resume_continues(folders: dict[str, Path], tmp_path: Path):
+    output = tmp_path / "model"
+    reporter = Recorder(cancel_after="epoch 1/3")
+    with pytest.raises(CancelledError):
+        run(config(folders, output, epochs=3), reporter)
+    assert not output.exists()
+    state = json.loads((training_folder(output) / "state.json").read_text())
+    assert state["epoch"] == 1 and state["history"]["epoch"] == [1]
+    assert not [m for m in reporter.messages if m.startswith("epoch 2/")]
+
+    resumed = Recorder()
+    result = run(config(folders, output, epochs=2, resume=True), resumed)
+    assert result["initial_epoch"] == 1
+    assert "resuming after epoch 1" in " ".join(resumed.messages)
+    assert [m for m in resumed.messages if m.startswith("epoch")] == [
+        m for m in resumed.messages if m.startswith("epoch 2/2")]
+    history = json.loads((output / "history.json").read_text())
+    assert history["epoch"] == [1, 2] and len(history["loss"]) == 2
+    assert json.loads((training_folder(output) / "state.json").read_text())["epoch"] == 2
+
+
+@pytest.fixture(scope="module")
+def trained(folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("trained") / "model"
+    run(config(folders, output, valid_data=""), Recorder())
+    return output
+
+
+def test_resume_from_another_architecture_is_refused(folders: dict[str, Path], trained: Path, tmp_path: Path):
+    model_file = tmp_path / "tiny.py"
+    model_file.write_text(TINY_MODEL)
+    with pytest.raises(ModelError, match=r"RESUME: the checkpoint in .* belongs to another model: it was written by "
+                                         "FCNNModel, the model is TinyModel"):
+        run(config(folders, trained, epochs=2, resume=True, model_file=str(model_file)), Recorder())
+
+
+def test_resume_with_other_bands_is_refused(trained: Path, tmp_path: Path):
+    images, labels = make_samples(16, 32, 4, seed=3)
+    four_bands = write_patches_folder(tmp_path / "four", images, labels)
+    settings = TrainModelConfig(str(four_bands), str(trained), epochs=2, resume=True)
+    with pytest.raises(InputError, match=r"TRAIN_DATA: 'input_xs' has 4 band\(s\) but the checkpoint .* was "
+                                         "trained on 3"):
+        run(settings, Recorder())
+
+
+def test_labels_beyond_n_classes(folders: dict[str, Path], tmp_path: Path):
+    with pytest.raises(DatasetError, match="TRAIN_DATA: a label has the value 2, but labels must be 0 to 1 "
+                                           r"\(N_CLASSES = 2\). Set N_CLASSES to at least 3"):
+        run(config(folders, tmp_path / "model", n_classes=2, valid_data=""), Recorder())
+
+
+def _plan(tmp_path: Path, labels: np.ndarray | None = None, classes: np.ndarray | None = None,
+          ignore_label: int | None = None, size: int = 8):
+    images = np.zeros((2, size, size, 1), np.uint16)
+    folder = write_patches_folder(tmp_path / "d", images, labels, classes, ignore_label=ignore_label)
+    return plan_training_data(TrainModelConfig(str(folder), str(tmp_path / "m")))
+
+
+def test_ignore_label_has_no_weight_and_no_target(tmp_path: Path):
+    labels = np.zeros((2, 8, 8, 1), np.uint8)
+    labels[0, :2] = 255
+    labels[1, :, :4] = 2
+    data = _plan(tmp_path, labels=labels, ignore_label=255)
+    assert data.ignore_label == 255 and data.n_classes == 3
+    preprocess = make_preprocessing_fn(data, (8, 8, 3), "TRAIN_DATA")
+    inputs, targets, weights = preprocess({"xs": tf.zeros((2, 8, 8, 1), tf.uint16), "labels": tf.constant(labels)})
+    assert list(inputs) == ["input_xs"]
+    weights, onehot = weights["predictions"].numpy(), targets["predictions"].numpy()
+    assert weights.shape == (2, 8, 8) and weights[0, :2].sum() == 0 and weights[0, 2:].min() == 1
+    assert onehot[0, :2].sum() == 0 and (onehot[0, 2:, :, 0] == 1).all()
+    assert (onehot[1, :, :4, 2] == 1).all() and weights[1].min() == 1
+
+
+def test_class_labels_train_the_centre_pixel(tmp_path: Path):
+    data = _plan(tmp_path, classes=np.array([2, 1]))
+    assert data.label_key == "class" and data.input_keys == ["xs"]
+    preprocess = make_preprocessing_fn(data, (8, 8, 3), "TRAIN_DATA")
+    _, targets, weights = preprocess({"xs": tf.zeros((2, 8, 8, 1), tf.uint16),
+                                      "class": tf.constant([[[[2]]], [[[1]]]], tf.int32)})
+    weights, onehot = weights["predictions"].numpy(), targets["predictions"].numpy()
+    assert weights.sum() == 2 and weights[0, 4, 4] == 1 and weights[1, 4, 4] == 1
+    assert onehot[0, 4, 4].tolist() == [0, 0, 1] and onehot[1, 4, 4].tolist() == [0, 1, 0]
+    assert onehot.sum() == 2
+    flat = make_preprocessing_fn(data, (3,), "TRAIN_DATA")
+    _, targets, weights = flat({"xs": tf.zeros((2, 8, 8, 1), tf.uint16),
+                                "class": tf.constant([[[[2]]], [[[1]]]], tf.int32)})
+    assert targets["predictions"].numpy().tolist() == [[0, 0, 1], [0, 1, 0]]
+
+
+def test_trains_from_tfrecords_and_class_labels(tmp_path: Path):
+    images, labels = make_samples(16, 32, 3, seed=4)
+    classes = labels[:, 16, 16, 0].astype(np.int32).reshape(16, 1, 1, 1)
+    records = write_tfrecords_folder(tmp_path / "records", {"xs": images, "class": classes})
+    settings = TrainModelConfig(str(records), str(tmp_path / "model"), n_classes=3, epochs=1, batch_size=4)
+    reporter = Recorder()
+    result = run(settings, reporter)
+    assert result["n_classes"] == 3 and result["class_names"] == ["class_0", "class_1", "class_2"]
+    assert "trained on the centre pixel" in " ".join(reporter.messages)
+    assert (tmp_path / "model" / "saved_model.pb").is_file()
+
+
+TINY_MODEL = '''
+import tensorflow as tf
+from otbtf_qgis.core.model import ModelBase
+
+
+class TinyModel(ModelBase):
+    def __init__(self, dataset_element_spec, n_classes=2):
+        self.n_classes = n_classes
+        super().__init__(dataset_element_spec)
+
+    def normalize_inputs(self, inputs):
+        return {"input_xs": tf.cast(inputs["input_xs"], tf.float32) / 10000.0}
+
+    def get_outputs(self, normalized_inputs):
+        x = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(normalized_inputs["input_xs"])
+        return {"predictions": tf.keras.layers.Conv2D(self.n_classes, 1, activation="softmax", name="scores")(x)}
+'''
+
+OTBTF_STYLE_MODEL = '''
+import tensorflow as tf
+from otbtf.model import ModelBase
+from otbtf import ops
+
+N_CLASSES = 3
+
+
+class Pixelwise(ModelBase):
+    def get_outputs(self, normalized_inputs):
+        x = normalized_inputs["input_xs"] * 0.0001
+        return {"predictions": tf.keras.layers.Conv2D(N_CLASSES, 1, activation="softmax", name="pixels")(x)}
+'''
+
+
+def test_custom_model_file_trains(folders: dict[str, Path], tmp_path: Path):
+    model_file = tmp_path / "otbtf_style.py"
+    model_file.write_text(OTBTF_STYLE_MODEL)
+    result = run(config(folders, tmp_path / "model", model_file=str(model_file), valid_data=""), Recorder())
+    description = json.loads((tmp_path / "model" / "otbtf_model.json").read_text())
+    assert description["class_output"] == "pixels" and description["training"]["model_class"] == "Pixelwise"
+    # 1×1 convolutions only: the whole output is padding-free, no crop needed
+    assert result["serving"] == {"output_name": "pixels", "receptive_field": [32, 32], "expression_field": [32, 32]}
+
+
+def test_model_file_errors(tmp_path: Path):
+    missing = tmp_path / "missing.py"
+    with pytest.raises(ModelError, match=r"MODEL_FILE: the model file .*missing.py' does not exist"):
+        load_model_class(missing, "X")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import tensorflow as tf\n\nraise RuntimeError('no GPU here')\n")
+    with pytest.raises(ModelError, match=r"MODEL_FILE: importing .*broken.py' failed \(line 3\): RuntimeError: no GPU "
+                                         "here"):
+        load_model_class(broken, "X")
+    syntax = tmp_path / "syntax.py"
+    syntax.write_text("def f(:\n")
+    with pytest.raises(ModelError, match=r"failed \(line 1\): SyntaxError"):
+        load_model_class(syntax, "")
+    tiny = tmp_path / "tiny.py"
+    tiny.write_text(TINY_MODEL)
+    with pytest.raises(ModelError, match=r"CLASS_NAME: 'tiny\.py' has no class 'Tiny'; it defines TinyModel"):
+        load_model_class(tiny, "Tiny")
+    with pytest.raises(ModelError, match=r"'tf' in 'tiny\.py' is not a subclass of ModelBase"):
+        load_model_class(tiny, "tf")
+    assert load_model_class(tiny, "").__name__ == "TinyModel"
+
+
+def test_bad_inputs_before_training(folders: dict[str, Path], tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match=r"TRAIN_DATA: .*is not a dataset folder"):
+        run(TrainModelConfig(str(empty), str(tmp_path / "m")), Recorder())
+    images, labels = make_samples(8, 32, 4, seed=5)
+    four = write_patches_folder(tmp_path / "four", images, labels)
+    with pytest.raises(DatasetError, match=r"VALID_DATA: 'xs' has 4 band\(s\) in .* but 3 in TRAIN_DATA \(the model "
+                                           r"takes 3\)"):
+        run(config(folders, tmp_path / "m", valid_data=str(four)), Recorder())
+    unlabelled = write_patches_folder(tmp_path / "unlabelled", images)
+    with pytest.raises(DatasetError, match="has no labels"):
+        run(TrainModelConfig(str(unlabelled), str(tmp_path / "m")), Recorder())
+    odd = write_patches_folder(tmp_path / "odd", *make_samples(8, 24, 3))
+    with pytest.raises(DatasetError, match="multiple of 16, 'xs' has 24×24"):
+        run(TrainModelConfig(str(odd), str(tmp_path / "m")), Recorder())
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"OUTPUT_MODEL: the folder .* holds files that are not a model \(notes.txt\)"):
+        run(config(folders, occupied), Recorder())
+    with pytest.raises(InputError, match="EPOCHS: must be at least 1"):
+        run(config(folders, tmp_path / "m", epochs=0), Recorder())
+    with pytest.raises(InputError, match="CLASS_NAME is set but MODEL_FILE is empty"):
+        run(config(folders, tmp_path / "m", class_name="Foo"), Recorder())
+    assert not (tmp_path / "m").exists()
