@@ -38,35 +38,20 @@ REPEATS = 5
 
 # ----------------------------------------------------------------------------- data
 def build_model(folder: Path) -> None:
-    """Export the untrained FCNN with its otbtf_model.json."""
+    """Export the FCNN of OTBTF's documentation, untrained, for 64-pixel patches of 4-band uint16 images."""
     import keras
+    import tensorflow as tf
+
+    from otbtf_qgis.core.export import export_model
+    from otbtf_qgis.core.fcnn import FCNNModel
 
     keras.utils.set_random_seed(0)
-    x = keras.Input((None, None, BANDS), name="input_xs")
-    normalized = keras.layers.Rescaling(0.0001)(x)
-
-    def conv(t: Any, depth: int, name: str) -> Any:
-        return keras.layers.Conv2D(depth, 3, strides=2, activation="relu", padding="same", name=name)(t)
-
-    def tconv(t: Any, depth: int, name: str, activation: str | None = "relu") -> Any:
-        return keras.layers.Conv2DTranspose(depth, 3, strides=2, activation=activation, padding="same", name=name)(t)
-
-    c1 = conv(normalized, 16, "conv1")
-    c2 = conv(c1, 32, "conv2")
-    c3 = conv(c2, 64, "conv3")
-    c4 = conv(c3, 64, "conv4")
-    t1 = keras.layers.Add()([tconv(c4, 64, "tconv1"), c3])
-    t2 = keras.layers.Add()([tconv(t1, 32, "tconv2"), c2])
-    t3 = keras.layers.Add()([tconv(t2, 16, "tconv3"), c1])
-    softmax = keras.layers.Softmax(name="predictions_softmax_tensor")(tconv(t3, 2, "classifier", None))
-    outputs = {"predictions_softmax_tensor": softmax,
-               OUTPUT_NAME: keras.layers.Cropping2D(16, name="crop16")(softmax)}
-    keras.Model({"input_xs": x}, outputs).export(str(folder), verbose=False)
-    (folder / "otbtf_model.json").write_text(json.dumps({
-        "format": "otbtf_qgis-model/1",
-        "inputs": {"input_xs": {"bands": BANDS, "dtype": "uint16", "patch_size": [64, 64]}},
-        "serving": {"output_name": OUTPUT_NAME, "receptive_field": [64, 64], "expression_field": [32, 32]},
-    }), encoding="utf-8")
+    spec = ({"input_xs": tf.TensorSpec((None, 64, 64, BANDS), tf.uint16)}, {})
+    description = export_model(FCNNModel(spec, n_classes=2), folder, {"input_xs": (64, 64)}, ["class 0", "class 1"])
+    serving = description["serving"]
+    if (serving["output_name"], serving["receptive_field"], serving["expression_field"]) != (
+            OUTPUT_NAME, [64, 64], [32, 32]):
+        raise RuntimeError(f"unexpected serving defaults of the FCNN: {serving}")
 
 
 def build_base_image(path: Path) -> None:
@@ -130,8 +115,8 @@ def child_compare(image: str, model: str, workdir: str) -> dict[str, Any]:
     tiles = list(tile_grid(grid.width, grid.height, *plan.tile_size))
     source = plan.sources[0]
     pixels = grid.width * grid.height
-    datasets = [[open_raster(image)]]
-    in_memory = [plan._read_tile(datasets, tile) for tile in tiles]  # noqa: SLF001 - the engine's own reads
+    datasets = plan.open_sources()
+    in_memory = [plan.read_tile(datasets, tile) for tile in tiles]
     times: dict[str, list[float]] = {"model": [], "engine": [], "loop_lzw": [], "loop_zstd": []}
 
     def model_alone() -> float:

@@ -389,12 +389,12 @@ class ServingPlan:
     def _read_loop(self, tiles: list[Window], out: queue.Queue[Any], stop: threading.Event, stats: _Stats) -> None:
         _yield_to_the_model()
         try:
-            datasets = [[open_raster(path, "SOURCES") for path in source.paths] for source in self.sources]
+            datasets = self.open_sources()
             for tile in tiles:
                 if stop.is_set():
                     return
                 started = time.perf_counter()
-                item = (tile, self._read_tile(datasets, tile))
+                item = (tile, self.read_tile(datasets, tile))
                 stats.read += time.perf_counter() - started
                 _put(out, item, stop, stats)
             _put(out, _END, stop, stats)
@@ -402,8 +402,17 @@ class ServingPlan:
             stats.errors.append(exc)
             stop.set()
 
-    def _read_tile(self, datasets: list[list[gdal.Dataset]], tile: Window) -> list[npt.NDArray[Any]] | None:
-        """Model inputs of ``tile`` (padded to the regular shape), or ``None`` if a source is all nodata."""
+    def open_sources(self) -> list[list[gdal.Dataset]]:
+        """Open every raster of every source (GDAL datasets are used by one thread at a time)."""
+        return [[open_raster(path, "SOURCES") for path in source.paths] for source in self.sources]
+
+    def read_tile(self, datasets: list[list[gdal.Dataset]], tile: Window) -> list[npt.NDArray[Any]] | None:
+        """Model inputs of output ``tile`` (padded to the regular shape); ``None`` if a source is all nodata.
+
+        Args:
+            datasets: From :meth:`open_sources`.
+            tile: An output window of the grid, at most the tile size.
+        """
         regular = Window(tile.col_off, tile.row_off, *self.tile_size)
         arrays = []
         for index, (source, files) in enumerate(zip(self.sources, datasets, strict=True)):

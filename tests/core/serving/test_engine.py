@@ -442,3 +442,30 @@ def test_worker_command_line(valid_model, image, tmp_path):
                          output=str(tmp_path / "out.tif"))
     result = run_worker(sys.executable, "modelserve", config_to_dict(config), outputs=[tmp_path / "out.tif"])
     assert result["width"] == 48 and (tmp_path / "out.tif").exists()
+
+
+def test_the_fcnn_exported_by_training_serves_with_its_defaults(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from otbtf_qgis.core.export import export_model
+    from otbtf_qgis.core.fcnn import FCNNModel
+
+    keras.utils.set_random_seed(3)
+    model = FCNNModel(({"input_xs": tf.TensorSpec((None, 64, 64, 4), tf.uint16)}, {}), n_classes=3)
+    export_model(model, tmp_path / "fcnn", {"input_xs": (64, 64)}, ["water", "crop", "tree"])
+    data = np.random.default_rng(6).integers(0, 4000, size=(192, 224, 4)).astype(np.uint16)
+    path = make_raster(tmp_path / "xs.tif", data, GT)
+    outputs = []
+    for tile_size in (0, 32, 96):
+        result = serve(ServeConfig(sources=(SourceConfig((str(path),)),), model=str(tmp_path / "fcnn"),
+                                   output=str(tmp_path / "out.tif"), tile_size=tile_size))
+        assert result["output_names"] == ["predictions_softmax_tensor_crop16"]
+        assert (result["receptive_fields"], result["expression_field"]) == ([[64, 64]], [32, 32])
+        out, info, _ = read(tmp_path / "out.tif")
+        outputs.append(out)
+    # 224 - 64 + 32 = 192 columns, 192 - 64 + 32 = 160 rows, from input pixel 16
+    assert out.shape == (160, 192, 3) and info.geotransform[0] == GT[0] + 16 * 10
+    whole = np.asarray(model.inference_model({"input_xs": data[None]})["predictions_softmax_tensor"])[0]
+    for out in outputs:
+        np.testing.assert_allclose(out, whole[16:176, 16:208], atol=1e-5)
