@@ -118,6 +118,7 @@ def child_compare(image: str, model: str, workdir: str) -> dict[str, Any]:
     datasets = plan.open_sources()
     in_memory = [plan.read_tile(datasets, tile) for tile in tiles]
     times: dict[str, list[float]] = {"model": [], "engine": [], "loop_lzw": [], "loop_zstd": []}
+    cpu: dict[str, list[float]] = {name: [] for name in times}
 
     def model_alone() -> float:
         started = time.perf_counter()
@@ -141,12 +142,24 @@ def child_compare(image: str, model: str, workdir: str) -> dict[str, Any]:
         out = None
         return time.perf_counter() - started
 
+    methods = {
+        "model": model_alone,
+        "engine": lambda: float(plan.serve(f"{workdir}/engine.tif")["seconds"]),
+        "loop_lzw": lambda: loop(["TILED=YES", "COMPRESS=LZW", "BIGTIFF=IF_SAFER"], "loop_lzw"),
+        "loop_zstd": lambda: loop(list(plan.creation_options), "loop_zstd"),
+    }
     for _ in range(REPEATS):
-        times["model"].append(model_alone())
-        times["engine"].append(plan.serve(f"{workdir}/engine.tif")["seconds"])
-        times["loop_lzw"].append(loop(["TILED=YES", "COMPRESS=LZW", "BIGTIFF=IF_SAFER"], "loop_lzw"))
-        times["loop_zstd"].append(loop(list(plan.creation_options), "loop_zstd"))
-    return {"pixels": pixels, "tile_size": plan.tile_size, "tiles": len(tiles), "times": times}
+        for name, method in methods.items():
+            started = process_cpu()
+            times[name].append(method())
+            cpu[name].append(process_cpu() - started)
+    return {"pixels": pixels, "tile_size": plan.tile_size, "tiles": len(tiles), "times": times, "cpu": cpu}
+
+
+def process_cpu() -> float:
+    """CPU seconds (user + system) used by this process so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def child_serve(image: str, model: str, output: str) -> dict[str, Any]:
@@ -156,10 +169,12 @@ def child_serve(image: str, model: str, output: str) -> dict[str, Any]:
     started = time.perf_counter()
     plan = prepare(_config(image, model, output))
     setup = time.perf_counter() - started
+    cpu = process_cpu()
     result = plan.serve(output)
-    return {"setup_seconds": setup, "serve_seconds": result["seconds"], "tile_size": result["tile_size"],
-            "pixels": result["width"] * result["height"], "tiles": result["tiles"],
+    return {"setup_seconds": setup, "serve_seconds": result["seconds"], "serve_cpu": process_cpu() - cpu,
+            "tile_size": result["tile_size"], "pixels": result["width"] * result["height"], "tiles": result["tiles"],
             "read": result["read_seconds"], "predict": result["predict_seconds"], "write": result["write_seconds"],
+            "read_cpu": result["read_cpu_seconds"], "write_cpu": result["write_cpu_seconds"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

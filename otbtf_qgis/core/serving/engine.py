@@ -130,6 +130,8 @@ class _Stats:
     read: float = 0.0
     predict: float = 0.0
     write: float = 0.0
+    read_cpu: float = 0.0
+    write_cpu: float = 0.0
     written: int = 0
     skipped: int = 0
     errors: list[BaseException] = field(default_factory=list)
@@ -287,6 +289,8 @@ class ServingPlan:
             "read_seconds": round(stats.read, 3),
             "predict_seconds": round(stats.predict, 3),
             "write_seconds": round(stats.write, 3),
+            "read_cpu_seconds": round(stats.read_cpu, 3),
+            "write_cpu_seconds": round(stats.write_cpu, 3),
             "mpix_per_second": round(region.width * region.height / 1e6 / max(seconds, 1e-9), 3),
         }
 
@@ -393,9 +397,10 @@ class ServingPlan:
             for tile in tiles:
                 if stop.is_set():
                     return
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.thread_time()
                 item = (tile, self.read_tile(datasets, tile))
                 stats.read += time.perf_counter() - started
+                stats.read_cpu += time.thread_time() - cpu
                 _put(out, item, stop, stats)
             _put(out, _END, stop, stats)
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
@@ -444,7 +449,7 @@ class ServingPlan:
                 if item is _END:
                     return
                 tile, outputs = item
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.thread_time()
                 target = tile.relative_to(region)
                 data, classes = self._tile_rasters(tile, outputs, len(writers) > 1)
                 writers[0].write(target, data)
@@ -455,6 +460,7 @@ class ServingPlan:
                         if writer.dataset is not None:
                             writer.dataset.FlushCache()
                 stats.write += time.perf_counter() - started
+                stats.write_cpu += time.thread_time() - cpu
                 stats.written += 1
                 if outputs is None:
                     stats.skipped += 1
