@@ -511,7 +511,9 @@ def _yield_to_the_model() -> None:
     """
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), IO_THREAD_NICENESS)
+            thread = threading.get_native_id()
+            niceness = os.getpriority(os.PRIO_PROCESS, thread)
+            os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness + IO_THREAD_NICENESS))
 
 
 def _get(source: queue.Queue[Any], stop: threading.Event, stats: _Stats) -> Any:
