@@ -216,8 +216,12 @@ class ServingPlan:
                     raise InputError(f"in patch-based mode the model must return one pixel per patch, but '{name}' "
                                      f"has shape {list(array.shape[1:])} per patch. Use FULLYCONV=true, or an output "
                                      "of one pixel per patch.", "FULLYCONV")
-            bands.append(int(array.shape[3]) if array.ndim == 4 else (int(array.shape[1]) if array.ndim == 2
-                                                                       and not self.fully_convolutional else 1))
+            if array.ndim == 4:
+                bands.append(int(array.shape[3]))
+            elif array.ndim == 2 and not self.fully_convolutional:
+                bands.append(int(array.shape[1]))  # one value per class for each patch
+            else:
+                bands.append(1)
         return bands
 
     # --------------------------------------------------------------------------- serving
