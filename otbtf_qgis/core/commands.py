@@ -95,3 +95,6 @@ register(CommandSpec("trainmodel", "otbtf_qgis.core.training_config:TrainModelCo
 register(CommandSpec("receptivefield", "otbtf_qgis.core.receptive_field_config:ReceptiveFieldConfig",
                      "otbtf_qgis.core.receptive_field:run", True,
                      "Report a SavedModel's padding-free output size for an input size and the serving settings."))
+register(CommandSpec("modelserve", "otbtf_qgis.core.serving.config:ServeConfig",
+                     "otbtf_qgis.core.serving.engine:run", True,
+                     "Apply a SavedModel over whole rasters, tile by tile, cropped (OTBTF's TensorflowModelServe)."))

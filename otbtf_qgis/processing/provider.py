@@ -10,6 +10,7 @@ from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 from otbtf_qgis.processing.createenvironment import CreateEnvironmentAlgorithm
 from otbtf_qgis.processing.createtfrecords import CreateTFRecordsAlgorithm
 from otbtf_qgis.processing.environmentinfo import EnvironmentInfoAlgorithm
+from otbtf_qgis.processing.modelserve import ModelServeAlgorithm
 from otbtf_qgis.processing.patchesextraction import PatchesExtractionAlgorithm
 from otbtf_qgis.processing.patchesselection import PatchesSelectionAlgorithm
 from otbtf_qgis.processing.receptivefield import ReceptiveFieldAlgorithm
@@ -28,6 +29,7 @@ def algorithm_classes() -> list[type[OtbtfAlgorithm]]:
         CreateTFRecordsAlgorithm,
         TrainModelAlgorithm,
         ReceptiveFieldAlgorithm,
+        ModelServeAlgorithm,
     ]
 
 
