@@ -711,5 +711,40 @@ def open_training_datasets(config: TrainModelConfig, data: TrainingData, target:
         dataset = open_dataset(description.path, config.batch_size, shuffle=shuffle, seed=config.seed,
                                drop_remainder=role == "train", parameter=parameter)
         preprocess = make_preprocessing_fn(data, target, parameter, reporter)
-        datasets[role] = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+        if role == "train" and config.augment:
+            dataset = dataset.map(make_augmentation_fn(config.seed), num_parallel_calls=tf.data.AUTOTUNE)
+        datasets[role] = dataset.prefetch(tf.data.AUTOTUNE)
     return datasets
+
+
+def make_augmentation_fn(seed: int | None) -> Callable[..., Any]:
+    """Random geometric augmentation of a preprocessed batch: the same transform for inputs, targets, weights.
+
+    Each batch is flipped left-right with probability 1/2 and, when every spatial tensor
+    is square, turned by a random number of quarter turns: 8 orientations in all. With
+    sparse labels (a few small polygons) this keeps the network from learning the fixed
+    layout around each polygon instead of what the pixels look like. Tensors that are not
+    spatial (per-sample class targets) pass unchanged.
+    """
+    generator = (tf.random.Generator.from_seed(seed) if seed is not None
+                 else tf.random.Generator.from_non_deterministic_state())
+
+    def transform(tensor: Any, flip: Any, turns: Any, square: bool) -> Any:
+        if len(tensor.shape) < 3:
+            return tensor
+        expanded = tensor if len(tensor.shape) == 4 else tensor[..., None]
+        expanded = tf.cond(flip, lambda: tf.reverse(expanded, axis=[2]), lambda: expanded)
+        if square:
+            expanded = tf.image.rot90(expanded, k=turns)
+        return expanded if len(tensor.shape) == 4 else expanded[..., 0]
+
+    def augment(inputs: dict[str, Any], targets: dict[str, Any], weights: dict[str, Any]) -> Any:
+        tensors = [*inputs.values(), *targets.values(), *weights.values()]
+        square = all(t.shape[1] == t.shape[2] for t in tensors if len(t.shape) >= 3)
+        flip = generator.uniform((), 0, 2, dtype=tf.int32) > 0
+        turns = generator.uniform((), 0, 4, dtype=tf.int32)
+        return tuple({key: transform(value, flip, turns, square) for key, value in group.items()}
+                     for group in (inputs, targets, weights))
+
+    return augment

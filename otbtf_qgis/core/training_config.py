@@ -40,6 +40,8 @@ class TrainModelConfig:
                                                   "help": "the ModelBase subclass of MODEL_FILE to train"})
     resume: bool = field(default=False, metadata={"param": "RESUME",
                                                   "help": "continue from the last checkpoint of OUTPUT_MODEL"})
+    augment: bool = field(default=False, metadata={
+        "param": "AUGMENT", "help": "random flips and quarter turns of the training patches (labels alike)"})
 
 
 def training_folder(output_model: str | Path) -> Path:

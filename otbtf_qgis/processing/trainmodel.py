@@ -60,6 +60,7 @@ class TrainModelAlgorithm(OtbtfAlgorithm):
     MODEL_FILE = "MODEL_FILE"
     CLASS_NAME = "CLASS_NAME"
     RESUME = "RESUME"
+    AUGMENT = "AUGMENT"
     OUTPUT_MODEL = "OUTPUT_MODEL"
     METRICS = "METRICS"
     SERVING = "SERVING"
@@ -99,6 +100,8 @@ class TrainModelAlgorithm(OtbtfAlgorithm):
                                                        optional=True))
         self.addParameter(QgsProcessingParameterBoolean(self.RESUME, self.tr("Resume from the last checkpoint"),
                                                         defaultValue=False))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.AUGMENT, self.tr("Augment: random flips and quarter turns of the patches"), defaultValue=False))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_MODEL, self.tr("Output model "
                                                                                              "(SavedModel folder)")))
         self.addOutput(QgsProcessingOutputString(self.METRICS, self.tr("Final metrics (JSON)")))
@@ -133,6 +136,7 @@ class TrainModelAlgorithm(OtbtfAlgorithm):
             model_file=self.parameterAsFile(parameters, self.MODEL_FILE, context) or "",
             class_name=self.parameterAsString(parameters, self.CLASS_NAME, context) or "",
             resume=self.parameterAsBoolean(parameters, self.RESUME, context),
+            augment=self.parameterAsBoolean(parameters, self.AUGMENT, context),
         )
         result = self.run_job("trainmodel", config_to_dict(config), feedback, outputs=[output])
         return {

@@ -369,3 +369,26 @@ def test_cancel_through_the_worker_keeps_the_checkpoint_and_publishes_nothing(fo
     state = json.loads((training_folder(output) / "state.json").read_text())
     assert 1 <= state["epoch"] < 20
     assert (training_folder(output) / "checkpoints" / f"epoch-{state['epoch']}.index").is_file()
+
+
+def test_augmentation_moves_inputs_labels_and_weights_together():
+    import numpy as np
+
+    from otbtf_qgis.core.training import make_augmentation_fn
+
+    rows, cols = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+    image = (rows * 10 + cols).astype(np.float32)[None, :, :, None].repeat(2, axis=0)
+    augment = make_augmentation_fn(seed=3)
+    seen = set()
+    for _ in range(120):
+        inputs, targets, weights = augment({"input_xs": tf.constant(image)}, {"predictions": tf.constant(image)},
+                                           {"predictions": tf.constant(image[..., 0])})
+        out = inputs["input_xs"].numpy()
+        np.testing.assert_array_equal(targets["predictions"].numpy(), out)
+        np.testing.assert_array_equal(weights["predictions"].numpy(), out[..., 0])
+        dihedral = [np.rot90(np.fliplr(image[0, :, :, 0]) if flip else image[0, :, :, 0], k)
+                    for flip in (False, True) for k in range(4)]
+        matches = [i for i, d in enumerate(dihedral) if np.array_equal(out[0, :, :, 0], d)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) == 8

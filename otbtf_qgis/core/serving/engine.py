@@ -89,7 +89,26 @@ CLASS_PALETTE: tuple[tuple[int, int, int], ...] = (
     (152, 223, 138), (255, 152, 150), (197, 176, 213), (196, 156, 148), (247, 182, 210), (199, 199, 199),
     (219, 219, 141), (158, 218, 229),
 )
+#: Conventional colours of common land-cover class names (matched on the lower-cased name).
+NAMED_CLASS_COLORS: dict[str, tuple[int, int, int]] = {
+    "water": (30, 90, 200), "sea": (30, 90, 200), "river": (30, 90, 200), "lake": (30, 90, 200),
+    "tree": (20, 110, 40), "trees": (20, 110, 40), "forest": (20, 110, 40), "wood": (20, 110, 40),
+    "crop": (235, 200, 60), "crops": (235, 200, 60), "cropland": (235, 200, 60), "agriculture": (235, 200, 60),
+    "grass": (140, 200, 90), "grassland": (140, 200, 90), "meadow": (140, 200, 90),
+    "developed": (200, 40, 40), "urban": (200, 40, 40), "built": (200, 40, 40), "building": (200, 40, 40),
+    "bare": (170, 140, 100), "soil": (170, 140, 100), "sand": (230, 210, 160),
+    "cloud": (240, 240, 240), "snow": (250, 250, 255), "shadow": (60, 60, 60),
+}
 _END = object()
+
+
+def class_palette(names: Sequence[str], count: int) -> list[tuple[int, int, int]]:
+    """Colours of ``count`` classes: conventional ones for known names, the qualitative palette otherwise."""
+    colors = []
+    for index in range(count):
+        name = names[index].strip().lower() if index < len(names) else ""
+        colors.append(NAMED_CLASS_COLORS.get(name, CLASS_PALETTE[index % len(CLASS_PALETTE)]))
+    return colors
 
 
 @dataclass(frozen=True)
@@ -337,8 +356,8 @@ class ServingPlan:
         metadata = self.model.metadata
         names = list(metadata.class_names) if len(metadata.class_names) == classes else [
             f"class {k}" for k in range(classes)]
-        colors = list(metadata.class_colors) if len(metadata.class_colors) >= classes else [
-            CLASS_PALETTE[k % len(CLASS_PALETTE)] for k in range(classes)]
+        colors = list(metadata.class_colors) if len(metadata.class_colors) >= classes else class_palette(
+            names, classes)
         writer.set_color_table(colors[:classes], names)
         writer.set_metadata({**self._provenance(), "otbtf_class_output": self.output_names[0]})
         return writer
