@@ -10,7 +10,7 @@ DEB_PACKAGES := qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-v
 PLUGINS := build/plugins
 PROFILE := build/profile
 QGIS_INI := $(PROFILE)/profiles/default/QGIS/QGIS3.ini
-PYTEST_CORE := $(PY) -m pytest -p no:pytest_qgis -p no:cacheprovider tests/core tests/scripts tests/test_architecture.py
+PYTEST_CORE := $(PY) -m pytest -p no:pytest_qgis -p no:cacheprovider tests/core tests/scripts tests/test_architecture.py tests/test_readme.py
 PYTEST_QGIS := $(PY) -m pytest -p no:cacheprovider tests/processing
 export QT_QPA_PLATFORM := offscreen
 
@@ -23,7 +23,7 @@ help:
 	@echo "make test-all  setup, then every test including the slow ones"
 	@echo "make lint      ruff and mypy"
 	@echo "make package   build otbtf_qgis.zip (the plugin to install in QGIS)"
-	@echo "make demo      setup, then the main job end to end"
+	@echo "make demo      setup, then the main job end to end on a real Landsat scene (demo-output/)"
 	@echo "make bench     performance benchmarks, written to bench/RESULTS.md"
 
 setup: system $(REQ_STAMP) plugin-dev
@@ -55,14 +55,15 @@ test-all: setup
 	$(PYTEST_QGIS)
 
 lint: setup
-	$(PY) -m ruff check otbtf_qgis tests scripts bench
+	$(PY) -m ruff check otbtf_qgis tests scripts bench demo
 	$(PY) -m mypy
 
 package:
 	$(SYSTEM_PYTHON) scripts/assemble_plugin.py --zip otbtf_qgis.zip
 
+# The main job on a real Landsat 8 scene: fetch (cached), sample, extract, TFRecords, train, serve, report.
 demo: setup
-	scripts/qgis_process run otbtf:environmentinfo
+	$(PY) demo/run_demo.py --output demo-output
 
 bench: setup
 	$(PY) bench/run.py

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from osgeo import gdal, ogr
 
 gdal.UseExceptions()
@@ -28,6 +28,7 @@ ogr.UseExceptions()
 ROOT = Path(__file__).resolve().parent.parent
 QGIS_PROCESS = ROOT / "scripts" / "qgis_process"
 PATCH_SIZE = 64
+STEPS = 6
 
 
 class Demo:
@@ -38,12 +39,10 @@ class Demo:
         self.qgis_process = qgis_process
         self.verbose = verbose
         self.timings: dict[str, float] = {}
-        self.step = 0
 
-    def run(self, title: str, algorithm: str, **params: Any) -> None:
+    def run(self, step: int, title: str, algorithm: str, **params: Any) -> None:
         """Run one algorithm through qgis_process, streaming its progress; stop the demo on failure."""
-        self.step += 1
-        print(f"\n[{self.step}/6] {title}", flush=True)
+        print(f"\n[{step}/{STEPS}] {title}", flush=True)
         args = [str(self.qgis_process), "run", algorithm, "--"]
         for key, value in params.items():
             for item in value if isinstance(value, (list, tuple)) else [value]:
@@ -69,8 +68,8 @@ class Demo:
 
 def _is_progress(line: str) -> bool:
     text = line.strip()
-    return text.startswith(("0...", "10...")) or text[:1].isdigit() and "..." in text or text.startswith(
-        ("Epoch", "epoch", "Kept", "kept", "Tiles", "tiles", "Output", "Training", "Samples"))
+    return (text.startswith(("0...", "10...")) or (text[:1].isdigit() and "..." in text)
+            or text.startswith(("Epoch", "epoch", "Kept", "kept", "Tiles", "tiles", "Output", "Training", "Samples")))
 
 
 def crop_scene(scene: Path, polygons: Path, target: Path, margin: int) -> Path:
@@ -88,7 +87,7 @@ def crop_scene(scene: Path, polygons: Path, target: Path, margin: int) -> Path:
     return target
 
 
-def stretch(bands: np.ndarray) -> np.ndarray:
+def stretch(bands: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """2–98 % linear stretch per band to uint8, ignoring zeros (no data)."""
     out = np.zeros(bands.shape, np.uint8)
     for index in range(bands.shape[2]):
@@ -101,7 +100,7 @@ def stretch(bands: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_rgb(path: Path, bands: tuple[int, int, int], max_size: int = 1200) -> np.ndarray:
+def read_rgb(path: Path, bands: tuple[int, int, int], max_size: int = 1200) -> npt.NDArray[Any]:
     """Read three bands decimated so the longer side is at most ``max_size``."""
     dataset = gdal.Open(str(path))
     factor = max(1, int(np.ceil(max(dataset.RasterXSize, dataset.RasterYSize) / max_size)))
@@ -110,7 +109,12 @@ def read_rgb(path: Path, bands: tuple[int, int, int], max_size: int = 1200) -> n
     return np.dstack(planes)
 
 
-def quicklooks(scene: Path, classes: Path, model_dir: Path, polygons: Path, output: Path) -> list[Path]:
+def class_names(model_dir: Path) -> list[str]:
+    """Class names in index order, from the model's ``otbtf_model.json``."""
+    return list(json.loads((model_dir / "otbtf_model.json").read_text()).get("class_names") or [])
+
+
+def quicklooks(scene: Path, classes: Path, model_dir: Path, output: Path) -> list[Path]:
     """True-colour scene, class map with legend, training curves."""
     import matplotlib
 
@@ -127,7 +131,7 @@ def quicklooks(scene: Path, classes: Path, model_dir: Path, polygons: Path, outp
     dataset = gdal.Open(str(classes))
     band = dataset.GetRasterBand(1)
     table = band.GetRasterColorTable()
-    names = band.GetRasterCategoryNames() or []
+    names = class_names(model_dir)
     values = band.ReadAsArray()
     n_classes = max(len(names), int(values.max()) + 1)
     colours = np.array([table.GetColorEntry(i)[:3] if table and i < table.GetCount() else (128, 128, 128)
@@ -164,12 +168,9 @@ def quicklooks(scene: Path, classes: Path, model_dir: Path, polygons: Path, outp
     return written
 
 
-def class_fractions(classes: Path) -> dict[str, float]:
+def class_fractions(classes: Path, names: list[str]) -> dict[str, float]:
     """Fraction of the map's pixels per class name."""
-    dataset = gdal.Open(str(classes))
-    band = dataset.GetRasterBand(1)
-    names = band.GetRasterCategoryNames() or []
-    values = band.ReadAsArray()
+    values = gdal.Open(str(classes)).GetRasterBand(1).ReadAsArray()
     counts = np.bincount(values.ravel(), minlength=len(names))
     return {(names[i] if i < len(names) else str(i)): round(float(c) / values.size, 4) for i, c in enumerate(counts)
             if c}
@@ -211,7 +212,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "demo")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--step", type=int, default=2, help="sampling grid step inside the polygons (pixels)")
     parser.add_argument("--crop", type=int, default=None, metavar="MARGIN",
                         help="cut the scene to the polygons' extent plus MARGIN pixels (fast variant)")
@@ -238,29 +239,27 @@ def main() -> None:
         "probabilities": output / "probabilities.tif",
         "classes": output / "classes.tif",
     }
-    demo.run("Sample positions inside the labelled polygons", "otbtf:patchesselection",
+    demo.run(1, "Sample positions inside the labelled polygons", "otbtf:patchesselection",
              INPUT=scene, POLYGONS=polygons, CLASS_FIELD="name", PATCH_SIZE=PATCH_SIZE, STEP=args.step,
              STRATEGY="split", TRAIN_PROPORTION=0.75, VALID_PROPORTION=0.25, TEST_PROPORTION=0.0, SEED=42,
              OUTPUT_TRAIN=work / "train.gpkg", OUTPUT_VALID=work / "valid.gpkg", OUTPUT_LABELS=out["labels"])
     for split in ("train", "valid"):
-        demo.run(f"Extract {split} patches (scene + sparse labels)", "otbtf:patchesextraction",
+        demo.run(2, f"Extract {split} patches (scene + sparse labels)", "otbtf:patchesextraction",
                  SOURCES=[scene, out["labels"]], SOURCE_NAMES="xs,labels", PATCH_SIZES=PATCH_SIZE,
                  POINTS=work / f"{split}.gpkg", OUTPUT_DIR=out["patches"] / split)
-    demo.step -= 1  # extraction of the two splits counts as one step
-    demo.run("Convert patches to TFRecords", "otbtf:createtfrecords",
+    demo.run(3, "Convert patches to TFRecords", "otbtf:createtfrecords",
              INPUT=[out["patches"] / "train", out["patches"] / "valid"], OUTPUT_DIR=out["tfrecords"])
-    demo.run(f"Train the FCNN ({args.epochs} epochs, CPU)", "otbtf:trainmodel",
+    demo.run(4, f"Train the FCNN ({args.epochs} epochs, CPU)", "otbtf:trainmodel",
              TRAIN_DATA=out["tfrecords"] / "train", VALID_DATA=out["tfrecords"] / "valid", EPOCHS=args.epochs,
-             BATCH_SIZE=8, LEARNING_RATE=0.001, SEED=42, OUTPUT_MODEL=out["model"])
-    demo.run("Serve the model over the whole scene", "otbtf:modelserve",
+             BATCH_SIZE=8, LEARNING_RATE=0.001, SEED=42, AUGMENT=True, OUTPUT_MODEL=out["model"])
+    demo.run(5, "Serve the model over the whole scene", "otbtf:modelserve",
              SOURCES=scene, MODEL=out["model"], OUTPUT=out["probabilities"], OUTPUT_CLASSES=out["classes"])
-    demo.step += 1
-    print(f"\n[{demo.step}/6] Quicklooks and report", flush=True)
-    pictures = quicklooks(scene, out["classes"], out["model"], polygons, output)
-    report = write_report(demo, scene, out, output, class_fractions(out["classes"]))
+    print(f"\n[6/{STEPS}] Quicklooks and report", flush=True)
+    pictures = quicklooks(scene, out["classes"], out["model"], output)
+    report = write_report(demo, scene, out, output, class_fractions(out["classes"], class_names(out["model"])))
     print("\nResults:")
     for path in [out["classes"], out["probabilities"], out["model"], *pictures, report]:
-        print(f"    {os.path.relpath(path)}")
+        print(f"    {path}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ sys.path.append("/usr/share/qgis/python/plugins")
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
+    QgsProcessing,
     QgsProcessingModelAlgorithm,
     QgsProcessingModelChildAlgorithm,
     QgsProcessingModelChildParameterSource,
@@ -29,7 +30,6 @@ from qgis.core import (  # noqa: E402
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsProcessing,
 )
 from qgis.PyQt.QtCore import QPointF  # noqa: E402
 
@@ -87,7 +87,7 @@ def workflow_model() -> QgsProcessingModelAlgorithm:
                                                   64, minValue=16), 20, 230)
     parameter(model, QgsProcessingParameterNumber("step", "Sampling step (pixels)",
                                                   QgsProcessingParameterNumber.Integer, 2, minValue=1), 20, 300)
-    parameter(model, QgsProcessingParameterNumber("epochs", "Epochs", QgsProcessingParameterNumber.Integer, 20,
+    parameter(model, QgsProcessingParameterNumber("epochs", "Epochs", QgsProcessingParameterNumber.Integer, 40,
                                                   minValue=1), 20, 370)
     image = [Source.fromModelParameter("image")]
     patch_size = [Source.fromModelParameter("patch_size")]
@@ -101,7 +101,8 @@ def workflow_model() -> QgsProcessingModelAlgorithm:
     for row, split in enumerate(("train", "valid")):
         points = "OUTPUT_TRAIN" if split == "train" else "OUTPUT_VALID"
         child(model, f"extract_{split}", "otbtf:patchesextraction", 560, 20 + 140 * row, {
-            "SOURCES": [Source.fromModelParameter("image"), Source.fromChildOutput("select_positions", "OUTPUT_LABELS")],
+            "SOURCES": [Source.fromModelParameter("image"),
+                        Source.fromChildOutput("select_positions", "OUTPUT_LABELS")],
             "SOURCE_NAMES": [Source.fromStaticValue("xs,labels")], "PATCH_SIZES": patch_size,
             "POINTS": [Source.fromChildOutput("select_positions", points)],
         })
@@ -113,6 +114,7 @@ def workflow_model() -> QgsProcessingModelAlgorithm:
         "VALID_DATA": [Source.fromChildOutput("tfrecords_valid", "OUTPUT_DIR")],
         "EPOCHS": [Source.fromModelParameter("epochs")], "BATCH_SIZE": [Source.fromStaticValue(8)],
         "LEARNING_RATE": [Source.fromStaticValue(0.001)], "SEED": [Source.fromStaticValue(42)],
+        "AUGMENT": [Source.fromStaticValue(True)],
     }, {"model": ("OUTPUT_MODEL", "Trained model (SavedModel folder)")})
     child(model, "serve", "otbtf:modelserve", 1340, 80, {
         "SOURCES": image, "MODEL": [Source.fromChildOutput("train_fcnn", "OUTPUT_MODEL")],

@@ -350,6 +350,7 @@ class GeoTiffWriter:
             raise RasterIOError(f"cannot create '{self.path}': {exc}. Check the folder, the free space and "
                                 "the creation options.", parameter) from exc
         assert self.dataset is not None
+        self._palette: list[tuple[tuple[int, ...], str]] = []
         self.dataset.SetGeoTransform(list(geotransform))
         if crs_wkt:
             self.dataset.SetProjection(crs_wkt)
@@ -401,6 +402,8 @@ class GeoTiffWriter:
         band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
         if names:
             band.SetRasterCategoryNames(list(names))
+        self._palette = [(tuple(int(v) for v in color), str(names[i]) if names and i < len(names) else str(i))
+                         for i, color in enumerate(colors)]
 
     def finalize(self) -> Path:
         """Flush, close and publish the file under its final name; return that path.
@@ -426,6 +429,8 @@ class GeoTiffWriter:
         os.replace(self.temp, self.path)
         if temp_aux.exists():
             os.replace(temp_aux, self.path.with_name(self.path.name + ".aux.xml"))
+        if self._palette:
+            write_paletted_style(self.path.with_suffix(".qml"), self._palette)
         return self.path
 
     def _convert_to_cog(self) -> None:
@@ -453,6 +458,29 @@ class GeoTiffWriter:
             self.finalize()
         else:
             self.abort()
+
+
+def write_paletted_style(path: Path, entries: Sequence[tuple[tuple[int, ...], str]]) -> Path:
+    """Write a QGIS layer style (``.qml``) beside a class map: a paletted renderer with the class names.
+
+    QGIS loads ``<raster name>.qml`` as the default style of the raster, so the class map
+    opens with its colours and names in the legend. (GDAL keeps category names only in
+    the ``.aux.xml`` side file, which some readers ignore.)
+    """
+    from xml.sax.saxutils import quoteattr
+
+    rows = "\n".join(
+        f'        <paletteEntry value="{index}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" label={quoteattr(label)}/>'
+        for index, ((r, g, b, *_), label) in enumerate(entries))
+    text = ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+            '<qgis version="3.22" styleCategories="Symbology">\n  <pipe>\n'
+            '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">\n'
+            "      <rasterTransparency/>\n      <colorPalette>\n"
+            f"{rows}\n      </colorPalette>\n    </rasterrenderer>\n  </pipe>\n</qgis>\n")
+    temp = partial_name(path)
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+    return path
 
 
 def write_array(path: str | os.PathLike[str], array: npt.NDArray[Any],

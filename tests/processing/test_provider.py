@@ -65,3 +65,25 @@ def test_cancel_from_feedback_stops_worker_and_removes_output(monkeypatch, tmp_p
         worker_module.run_job("diagnostics", {"steps": 100, "step_seconds": 0.05, "output": str(out)}, feedback,
                               outputs=[str(out)])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_class_map_style_loads_paletted_with_class_names(qgis_app, tmp_path: Path):
+    import numpy as np
+    from qgis.core import QgsRasterLayer
+
+    from otbtf_qgis.core.raster import GeoTiffWriter
+    from otbtf_qgis.core.windows import Window
+
+    path = tmp_path / "classes.tif"
+    with GeoTiffWriter(path, 4, 4, 1, np.uint8, (0, 1, 0, 0, 0, -1)) as writer:
+        writer.write(Window(0, 0, 4, 4), np.arange(16, dtype=np.uint8).reshape(4, 4) % 3)
+        writer.set_color_table([(30, 90, 200), (235, 200, 60), (20, 110, 40)], ["water", "crop", "tree & co"])
+    assert (tmp_path / "classes.qml").exists()
+    layer = QgsRasterLayer(str(path), "classes")
+    assert layer.isValid()
+    message, loaded = layer.loadDefaultStyle()
+    assert loaded, message
+    renderer = layer.renderer()
+    assert renderer.type() == "paletted"
+    assert [(c.value, c.label, c.color.name()) for c in renderer.classes()] == [
+        (0, "water", "#1e5ac8"), (1, "crop", "#ebc83c"), (2, "tree & co", "#146e28")]
