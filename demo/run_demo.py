@@ -170,7 +170,8 @@ def quicklooks(scene: Path, classes: Path, model_dir: Path, output: Path) -> lis
 
 def class_fractions(classes: Path, names: list[str]) -> dict[str, float]:
     """Fraction of the map's pixels per class name."""
-    values = gdal.Open(str(classes)).GetRasterBand(1).ReadAsArray()
+    dataset = gdal.Open(str(classes))  # keep the dataset alive while its band is read
+    values = dataset.GetRasterBand(1).ReadAsArray()
     counts = np.bincount(values.ravel(), minlength=len(names))
     return {(names[i] if i < len(names) else str(i)): round(float(c) / values.size, 4) for i, c in enumerate(counts)
             if c}
