@@ -3,19 +3,28 @@
 ``otbtf_workflow.model3`` chains the whole workflow: sample positions inside labelled
 polygons (with a label raster) → patches of the image and the labels for the training
 and validation points → TFRecords → training of the FCNN → serving over the image, giving
-a probability raster and a class map. The file is generated, so that it always matches
-the algorithms' parameters; ``tests/processing/test_models.py`` runs it headless.
+a probability raster and a class map. ``otb_bandmath_serve.model3`` preprocesses the
+image with OTB (``otb:BandMathX``, QGIS's OTB provider) and serves a SavedModel on the
+result (``otbtf:modelserve``). The files are generated, so that they always match the
+algorithms' parameters; ``tests/processing/test_models.py`` and
+``tests/processing/test_otb_models.py`` run them headless.
 
-Usage: ``QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/build_models.py``
+Usage: ``QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/build_models.py [NAME ...]``
+(default: every model; ``otb_bandmath_serve`` needs Debian's OTB, ``make setup-otb``).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "scripts"))
 sys.path.append("/usr/share/qgis/python/plugins")
 
 from qgis.core import (  # noqa: E402
@@ -28,10 +37,12 @@ from qgis.core import (  # noqa: E402
     QgsProcessingModelParameter,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
+    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
 )
-from qgis.PyQt.QtCore import QPointF  # noqa: E402
+from qgis.PyQt.QtCore import QCoreApplication, QPointF  # noqa: E402
 
 Source = QgsProcessingModelChildParameterSource
 
@@ -122,26 +133,101 @@ def workflow_model() -> QgsProcessingModelAlgorithm:
     return model
 
 
-def main() -> None:
-    """Write every shipped model."""
-    app = QgsApplication([], False)
-    app.initQgis()
-    from processing.core.Processing import Processing  # type: ignore[import-not-found]
+def otb_bandmath_serve_model() -> QgsProcessingModelAlgorithm:
+    """OTB preprocessing (``otb:BandMathX``) chained into serving (``otbtf:modelserve``)."""
+    model = QgsProcessingModelAlgorithm("OTB BandMathX then model serve", "otbtf")
+    model.setHelpContent({"ALG_DESC": (
+        "Preprocesses an image with the Orfeo ToolBox (BandMathX, through QGIS's OTB provider) and applies a "
+        "SavedModel to the result, tile by tile (OTBTF's TensorflowModelServe). The expression computes every band "
+        "of the model's input from the image im1 (e.g. 'im1 * 0.0001' to scale reflectances, "
+        "'{im1b3;im1b2;im1b1}' to reorder bands); the result is written as float. Receptive field, expression "
+        "field and outputs come from the model's otbtf_model.json unless given.")})
+    parameter(model, QgsProcessingParameterRasterLayer("image", "Image"), 20, 20)
+    parameter(model, QgsProcessingParameterString("expression", "BandMathX expression (im1 = the image)", "im1"),
+              20, 90)
+    parameter(model, QgsProcessingParameterFile("model", "SavedModel folder",
+                                                behavior=QgsProcessingParameterFile.Folder), 20, 160)
+    for row, (name, description) in enumerate((
+            ("rfield", "Receptive field, e.g. 64 (empty: from the model)"),
+            ("efield", "Expression field, e.g. 32 (empty: from the model)"),
+            ("output_names", "Model outputs, e.g. predictions_crop16 (empty: from the model)"))):
+        parameter(model, QgsProcessingParameterString(name, description, "", optional=True), 20, 230 + 70 * row)
+    child(model, "preprocess", "otb:BandMathX", 300, 60, {
+        "il": [Source.fromModelParameter("image")], "exp": [Source.fromModelParameter("expression")],
+        # 5 is "float" in the provider's pixel types: the model gets the values as computed.
+        "outputpixeltype": [Source.fromStaticValue(5)],
+    })
+    child(model, "serve", "otbtf:modelserve", 560, 60, {
+        "SOURCES": [Source.fromChildOutput("preprocess", "out")], "MODEL": [Source.fromModelParameter("model")],
+        "RFIELDS": [Source.fromModelParameter("rfield")], "EFIELD": [Source.fromModelParameter("efield")],
+        "OUTPUT_NAMES": [Source.fromModelParameter("output_names")],
+    }, {"probabilities": ("OUTPUT", "Model output"), "classes": ("OUTPUT_CLASSES", "Class map")})
+    return model
 
-    Processing.initialize()
-    from otbtf_qgis.processing.provider import OtbtfProvider
 
-    provider = OtbtfProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
-    target = ROOT / "resources" / "models" / "otbtf_workflow.model3"
-    model = workflow_model()
-    errors = [f"{child_id}: {' '.join(messages)}" for child_id in model.childAlgorithms()
-              for ok, messages in [model.validateChildAlgorithm(child_id)] if not ok]
-    if errors:
-        raise SystemExit("invalid model: " + "; ".join(errors))
-    if not model.toFile(str(target)):
-        raise SystemExit(f"cannot write {target}")
-    print(target)
+MODELS: dict[str, Callable[[], QgsProcessingModelAlgorithm]] = {
+    "otbtf_workflow": workflow_model,
+    "otb_bandmath_serve": otb_bandmath_serve_model,
+}
+
+
+def configure_otb_provider(profile: Path) -> None:
+    """Enable QGIS's OTB provider on Debian's OTB in the scratch ``profile`` (before QGIS starts)."""
+    from configure_qgis_otb import check_installation, configure, find_app_folder
+
+    otb_folder = Path("/usr")
+    app_folder = find_app_folder(otb_folder)
+    if app_folder is None:
+        raise SystemExit("no OTB applications under /usr/lib: run make setup-otb")
+    check_installation(otb_folder, app_folder)
+    configure(profile, otb_folder, app_folder)
+
+
+def check_otb_provider() -> None:
+    """Fail clearly when QGIS's OTB provider (loaded by Processing) lists no ``otb:BandMathX``."""
+    if QgsApplication.processingRegistry().algorithmById("otb:BandMathX") is None:
+        raise SystemExit("QGIS's OTB provider lists no otb:BandMathX: run make setup-otb")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the shipped models (all, or those named on the command line)."""
+    parser = argparse.ArgumentParser(description="Write the graphical models of resources/models.")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"models to write (default: {', '.join(MODELS)})")
+    names = parser.parse_args(argv).names or list(MODELS)
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose among {', '.join(MODELS)}")
+    needs_otb = any(name.startswith("otb_") for name in names)
+    # A scratch profile: the OTB provider's settings must not touch the user's QGIS profile.
+    with tempfile.TemporaryDirectory(prefix="otbtf-build-models-") as profile:
+        os.environ["QGIS_CUSTOM_CONFIG_PATH"] = profile
+        if needs_otb:
+            configure_otb_provider(Path(profile))
+        # With QGIS's names, QgsSettings reads the scratch profile (as qgis_process does).
+        QCoreApplication.setOrganizationName("QGIS")
+        QCoreApplication.setApplicationName("QGIS3")
+        app = QgsApplication([], False)
+        app.initQgis()
+        from processing.core.Processing import Processing  # type: ignore[import-not-found]
+
+        Processing.initialize()
+        from otbtf_qgis.processing.provider import OtbtfProvider
+
+        provider = OtbtfProvider()
+        QgsApplication.processingRegistry().addProvider(provider)
+        if needs_otb:
+            check_otb_provider()
+        for name in names:
+            target = ROOT / "resources" / "models" / f"{name}.model3"
+            model = MODELS[name]()
+            errors = [f"{child_id}: {' '.join(messages)}" for child_id in model.childAlgorithms()
+                      for ok, messages in [model.validateChildAlgorithm(child_id)] if not ok]
+            if errors:
+                raise SystemExit(f"invalid model {name}: " + "; ".join(errors))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not model.toFile(str(target)):
+                raise SystemExit(f"cannot write {target}")
+            print(target)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,15 @@ then decoded on all cores), the patches are sliced from memory and appended to t
 outputs in one write. Memory stays bounded by the group size. With nodata to check, the
 sources that have nodata are read once more first, because the output size must be
 known before writing.
+
+From Python, sources may also be pyotb objects: they are written by OTB to temporary
+files beside the output folder for the call (see :mod:`otbtf_qgis.core.pyotb_io`), and
+the manifest names them ``pyotb:<application>``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -53,6 +58,7 @@ from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.grid import centre_pixel, geo_to_pixel, parse_sizes, patch_start
 from otbtf_qgis.core.labels import ClassLabels, class_labels, mapping_from_names, names_from_metadata
 from otbtf_qgis.core.progress import NullReporter, Reporter
+from otbtf_qgis.core.pyotb_io import RasterInput, ScratchRasters, file_path
 from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, atomic_output, open_raster, read_window
 from otbtf_qgis.core.vector import PointTable, read_points, transform_xy
 from otbtf_qgis.core.windows import Window, round_up
@@ -74,7 +80,8 @@ GROUP_BYTES = 64 << 20
 class PatchesExtractionConfig:
     """Settings of patches extraction (see the module docstring)."""
 
-    sources: tuple[str, ...] = field(metadata={"param": "SOURCES", "help": "rasters to extract patches from"})
+    sources: tuple[RasterInput, ...] = field(metadata={
+        "param": "SOURCES", "help": "rasters to extract patches from (from Python: paths or pyotb objects)"})
     points: str = field(metadata={"param": "POINTS", "help": "point layer (patch centres)"})
     output_dir: str = field(metadata={"param": "OUTPUT_DIR", "help": "output folder (patches-images and manifest)"})
     patch_sizes: str = field(default="64", metadata={
@@ -484,8 +491,9 @@ def source_specs(config: PatchesExtractionConfig) -> list[SourceSpec]:
     """
     if not config.sources:
         raise InputError("no source raster given. Choose at least one raster.", "SOURCES")
+    paths = [file_path(source, "SOURCES") for source in config.sources]
     infos = []
-    for path in config.sources:
+    for path in paths:
         dataset = open_raster(path, "SOURCES")
         infos.append(RasterInfo.from_dataset(dataset, path))
         del dataset
@@ -493,7 +501,7 @@ def source_specs(config: PatchesExtractionConfig) -> list[SourceSpec]:
     names = parse_source_names(config.source_names, len(config.sources), [CLASS_KEY] if config.class_field else [])
     nodata = parse_nodata(config.nodata, infos)
     return [SourceSpec(name, path, size, values)
-            for name, path, size, values in zip(names, config.sources, sizes, nodata, strict=True)]
+            for name, path, size, values in zip(names, paths, sizes, nodata, strict=True)]
 
 
 def patches_extraction(config: PatchesExtractionConfig, reporter: Reporter | None = None) -> dict[str, Any]:
@@ -504,8 +512,16 @@ def patches_extraction(config: PatchesExtractionConfig, reporter: Reporter | Non
         RasterIOError: a source cannot be read or the output written.
     """
     reporter = reporter or NullReporter()
-    specs = source_specs(config)
     output_dir = check_output_folder(config.output_dir, "OUTPUT_DIR")
+    with ScratchRasters(output_dir.resolve().parent, reporter) as scratch:
+        files = dataclasses.replace(config, sources=scratch.paths(config.sources, "SOURCES"))
+        return _extract_into(files, output_dir, scratch.descriptions, reporter)
+
+
+def _extract_into(config: PatchesExtractionConfig, output_dir: Path, descriptions: dict[str, str],
+                  reporter: Reporter) -> dict[str, Any]:
+    """:func:`patches_extraction` once every source is a file (``descriptions`` names temporary ones)."""
+    specs = source_specs(config)
     with atomic_output(output_dir, "OUTPUT_DIR") as temp:
         temp.mkdir()
         outputs = {spec.name: temp / patches_file_name(spec.name) for spec in specs}
@@ -522,7 +538,7 @@ def patches_extraction(config: PatchesExtractionConfig, reporter: Reporter | Non
                 ignore_label = int(float(metadata[IGNORE_LABEL_ITEM]))
         manifest = {
             "format": PATCHES_FORMAT,
-            "sources": [_source_entry(spec, result) for spec in specs],
+            "sources": [_source_entry(spec, result, descriptions) for spec in specs],
             "labels": ({"file": LABELS_FILE, "key": CLASS_KEY, "field": config.class_field, "dtype": "int32"}
                        if config.class_field else None),
             "class_mapping": class_mapping,
@@ -541,9 +557,10 @@ def patches_extraction(config: PatchesExtractionConfig, reporter: Reporter | Non
             "files": {key: str(output_dir / path.name) for key, path in result.files.items()}}
 
 
-def _source_entry(spec: SourceSpec, result: ExtractionResult) -> dict[str, Any]:
+def _source_entry(spec: SourceSpec, result: ExtractionResult, descriptions: dict[str, str]) -> dict[str, Any]:
     info = result.infos[spec.name]
-    entry = {"name": spec.name, "key": spec.name, "path": os.path.abspath(spec.path),
+    path = descriptions.get(spec.path) or os.path.abspath(spec.path)
+    entry = {"name": spec.name, "key": spec.name, "path": path,
              "patch_size": list(spec.patch_size), "bands": info.bands, "dtype": info.dtype,
              "nodata": _nodata_for_manifest(spec.nodata), "file": patches_file_name(spec.name)}
     names = names_from_metadata(result.metadata[spec.name])

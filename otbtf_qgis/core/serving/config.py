@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from otbtf_qgis.core.errors import InputError
+from otbtf_qgis.core.pyotb_io import RasterInput
 
 OutputType = Literal["float32", "float64", "uint8", "uint16", "int16", "int32", "uint32"]
 OUTPUT_TYPES: tuple[str, ...] = ("float32", "float64", "uint8", "uint16", "int16", "int32", "uint32")
@@ -78,6 +79,7 @@ class SourceConfig:
 
     Attributes:
         paths: One raster, or several with the same grid whose bands are stacked in order.
+            From Python, pyotb objects are accepted too (see :mod:`otbtf_qgis.core.pyotb_io`).
         receptive_field: ``(x, y)`` or ``(size,)`` input pixels the model sees per output
             window of the expression field; empty: from the model.
         placeholder: The model input this source feeds; empty: from the model.
@@ -85,7 +87,7 @@ class SourceConfig:
         use_nodata: ``False`` ignores nodata entirely for this source.
     """
 
-    paths: tuple[str, ...] = field(metadata={"param": "SOURCES", "help": "raster file(s) of the source"})
+    paths: tuple[RasterInput, ...] = field(metadata={"param": "SOURCES", "help": "raster file(s) of the source"})
     receptive_field: tuple[int, ...] = field(default=(), metadata={
         "param": "RFIELDS", "help": "receptive field (x y) of the source; empty: from the model"})
     placeholder: str = field(default="", metadata={

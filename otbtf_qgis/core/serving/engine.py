@@ -22,11 +22,16 @@ GIL):
 
 The GDAL block cache is capped while serving: every input pixel is read about once, and
 an uncapped cache (5% of the RAM by default) would make memory grow with the image.
+
+Sources given as pyotb objects are written by OTB to temporary files when the plan is
+prepared (see :mod:`otbtf_qgis.core.pyotb_io`); the plan owns them until
+:meth:`ServingPlan.close`, which :func:`serve` and :func:`serve_region` call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import queue
@@ -45,6 +50,7 @@ from osgeo import gdal
 
 from otbtf_qgis.core.errors import InputError, ModelError, RasterIOError
 from otbtf_qgis.core.progress import NullReporter, Reporter
+from otbtf_qgis.core.pyotb_io import ScratchRasters, file_path
 from otbtf_qgis.core.raster import (
     DEFAULT_CREATION_OPTIONS,
     GeoTiffWriter,
@@ -159,7 +165,8 @@ class _Stats:
 class ServingPlan:
     """Everything resolved to serve: sources, model, geometry, tile size, outputs.
 
-    Build it with :func:`prepare`; call :meth:`serve` once per region.
+    Build it with :func:`prepare`; call :meth:`serve` once per region, then :meth:`close`
+    (or use the plan as a context manager) to remove the temporary files of pyotb sources.
     """
 
     def __init__(self, config: ServeConfig, model: ServingModel, sources: list[SourcePlan],
@@ -181,6 +188,19 @@ class ServingPlan:
         self.uses_nodata = any(s.nodata is not None for s in sources)
         self.function: TileFunction = self._trace()
         self.output_bands: list[int] = self._probe_output_bands()
+        self.scratch: ScratchRasters | None = None
+
+    def close(self) -> None:
+        """Remove the temporary files written for pyotb sources (the plan cannot serve afterwards)."""
+        if self.scratch is not None:
+            self.scratch.close()
+            self.scratch = None
+
+    def __enter__(self) -> ServingPlan:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ----------------------------------------------------------------------------- setup
     @property
@@ -649,7 +669,7 @@ def _block_size(options: Sequence[str]) -> tuple[int, int]:
 def _open_sources(config: ServeConfig) -> list[tuple[list[RasterInfo], Any]]:
     opened = []
     for number, source in enumerate(config.sources, start=1):
-        infos = [raster_info(path, "SOURCES") for path in source.paths]
+        infos = [raster_info(file_path(path, "SOURCES"), "SOURCES") for path in source.paths]
         first = infos[0]
         for info in infos:
             _, dx, rx, _, ry, dy = info.geotransform
@@ -863,6 +883,9 @@ def _tile_size(config: ServeConfig, geometry: ServingGeometry, sources: list[Sou
 def prepare(config: ServeConfig, reporter: Reporter | None = None) -> ServingPlan:
     """Resolve ``config`` against its rasters and model, and trace the model for the tiles.
 
+    Sources given as pyotb objects are written to temporary files beside ``config.output``
+    first; close the plan (:meth:`ServingPlan.close`) to remove them.
+
     Raises:
         InputError: a setting does not fit the rasters or the model (the message names it).
         ModelError: the model is not a usable SavedModel.
@@ -872,6 +895,20 @@ def prepare(config: ServeConfig, reporter: Reporter | None = None) -> ServingPla
     ensure_writable_parent(Path(config.output), "OUTPUT")
     if config.output_classes:
         ensure_writable_parent(Path(config.output_classes), "OUTPUT_CLASSES")
+    scratch = ScratchRasters(Path(config.output).resolve().parent, reporter)
+    try:
+        files = dataclasses.replace(config, sources=tuple(
+            dataclasses.replace(source, paths=scratch.paths(source.paths, "SOURCES")) for source in config.sources))
+        plan = _prepare_files(files, reporter)
+    except BaseException:
+        scratch.close()
+        raise
+    plan.scratch = scratch
+    return plan
+
+
+def _prepare_files(config: ServeConfig, reporter: Reporter) -> ServingPlan:
+    """:func:`prepare` once every source is a file."""
     opened = _open_sources(config)
     model = ServingModel(config.model)
     user_values = parse_user_placeholders(config.user_placeholders)
@@ -911,7 +948,7 @@ def prepare(config: ServeConfig, reporter: Reporter | None = None) -> ServingPla
         nodata = None
         if source.use_nodata:
             nodata = source.nodata if source.nodata is not None else infos[0].common_nodata
-        sources.append(SourcePlan(tuple(source.paths), tuple(i.bands for i in infos), placeholder, rf, nodata,
+        sources.append(SourcePlan(tuple(i.path for i in infos), tuple(i.bands for i in infos), placeholder, rf, nodata,
                                   info.dtype, infos[0]))
     if any(s.nodata is not None for s in sources):
         _check_background(config)
@@ -949,10 +986,10 @@ def serve(config: ServeConfig, reporter: Reporter | None = None) -> dict[str, An
         The summary of :meth:`ServingPlan.serve`.
     """
     reporter = reporter or NullReporter()
-    plan = prepare(config, reporter.sub(0.0, 0.05))
-    if config.output_classes:
-        _class_map_check(plan)
-    return plan.serve(config.output, None, config.output_classes, reporter.sub(0.05, 1.0))
+    with prepare(config, reporter.sub(0.0, 0.05)) as plan:
+        if config.output_classes:
+            _class_map_check(plan)
+        return plan.serve(config.output, None, config.output_classes, reporter.sub(0.05, 1.0))
 
 
 def serve_region(config: ServeConfig, window: Window, output: str | os.PathLike[str],
@@ -963,10 +1000,10 @@ def serve_region(config: ServeConfig, window: Window, output: str | os.PathLike[
     mosaicked with :func:`write_mosaic_vrt` equal the single-file output.
     """
     reporter = reporter or NullReporter()
-    plan = prepare(config, reporter.sub(0.0, 0.05))
-    if output_classes:
-        _class_map_check(plan)
-    return plan.serve(output, window, output_classes, reporter.sub(0.05, 1.0))
+    with prepare(config, reporter.sub(0.0, 0.05)) as plan:
+        if output_classes:
+            _class_map_check(plan)
+        return plan.serve(output, window, output_classes, reporter.sub(0.05, 1.0))
 
 
 def write_mosaic_vrt(paths: Sequence[str | os.PathLike[str]], vrt_path: str | os.PathLike[str]) -> Path:

@@ -115,3 +115,32 @@ def fixed_patch_model(folder: Path) -> Any:
     model = keras.Model({"patch": x}, {"scores": out})
     model.export(str(folder), verbose=False)
     return model
+
+
+def predictions_model(folder: Path, bands: int = 4) -> Any:
+    """The names of OTBTF's tutorial: input ``input_xs`` (uint16), outputs ``predictions`` and ``predictions_crop16``.
+
+    A :class:`~otbtf_qgis.core.model.ModelBase` (so the crops are exported as OTBTF's
+    ``<name>_crop<N>``): a 3x3 stride-2 convolution and its transposed convolution with
+    a softmax. On 64 input pixels 61 output pixels are padding-free, so
+    ``predictions_crop16`` serves with rf 64, ef 32 exactly whatever the tile size.
+    """
+    keras = _keras()
+    import tensorflow as tf
+
+    from otbtf_qgis.core.model import ModelBase
+
+    class Predictions(ModelBase):
+        def normalize_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+            return {"input_xs": tf.cast(inputs["input_xs"], tf.float32) * 0.001}
+
+        def get_outputs(self, normalized_inputs: dict[str, Any]) -> dict[str, Any]:
+            features = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu",
+                                           name="conv")(normalized_inputs["input_xs"])
+            scores = keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same", activation="softmax",
+                                                  name="predictions")(features)
+            return {"predictions": scores}
+
+    model = Predictions({"input_xs": tf.TensorSpec([None, 64, 64, bands], tf.uint16)}, inference_cropping=(16,))
+    model.export(folder)
+    return model
