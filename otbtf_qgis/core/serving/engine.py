@@ -15,10 +15,14 @@ GIL):
 
 - a reader thread (its own GDAL datasets) reads each tile's input windows, already cast
   to the model's input dtype, and decides whether the tile is entirely nodata;
-- the calling thread runs the traced model (edge tiles are padded to the regular tile
-  shape, so the model is traced once) or, for nodata tiles, skips it;
-- a writer thread crops, casts and writes the tile (and the class map), flushing whole
+- model threads run the traced model (edge tiles are padded to the regular tile shape,
+  so the model is traced once) or, for nodata tiles, skip it. There are two when
+  TensorFlow's threads were split between two concurrent tiles
+  (:func:`~otbtf_qgis.core.serving.model.configure_threads`, done by the worker), else one;
+- a writer thread crops, casts and writes the tiles (and the class map), flushing whole
   blocks as it goes.
+
+The calling thread reports progress after each written tile and checks for cancel.
 
 The GDAL block cache is capped while serving: every input pixel is read about once, and
 an uncapped cache (5% of the RAM by default) would make memory grow with the image.
@@ -73,7 +77,14 @@ from otbtf_qgis.core.serving.geometry import (
     rational,
     round_up,
 )
-from otbtf_qgis.core.serving.model import ServingModel, TensorInfo, TileFunction, parse_constant
+from otbtf_qgis.core.serving.model import (
+    ServingModel,
+    TensorInfo,
+    TileFunction,
+    concurrent_tiles,
+    configure_threads,
+    parse_constant,
+)
 from otbtf_qgis.core.windows import Window, intersection, tile_grid
 
 #: Largest input tile side (pixels) of the automatic tile size. The model alone runs at
@@ -160,6 +171,7 @@ class _Stats:
     written: int = 0
     skipped: int = 0
     errors: list[BaseException] = field(default_factory=list)
+    done: queue.Queue[int] = field(default_factory=queue.Queue)  # tiles written so far, one item per tile
 
 
 class ServingPlan:
@@ -186,6 +198,7 @@ class ServingPlan:
         self.geotransform = geometry.geotransform(sources[0].info.geotransform, config.fully_convolutional)
         self.crs_wkt = sources[0].info.crs_wkt
         self.uses_nodata = any(s.nodata is not None for s in sources)
+        self.workers = concurrent_tiles()
         self.function: TileFunction = self._trace()
         self.output_bands: list[int] = self._probe_output_bands()
         self.scratch: ScratchRasters | None = None
@@ -325,6 +338,7 @@ class ServingPlan:
             "spacing_scale": float(self.geometry.spacing_scale),
             "fully_convolutional": self.fully_convolutional,
             "tile_size": list(self.tile_size),
+            "model_workers": self.workers,
             "tiles": len(tiles),
             "skipped_tiles": stats.skipped,
             "nodata": self.config.background if self.uses_nodata else None,
@@ -394,44 +408,63 @@ class ServingPlan:
 
     def _stream(self, tiles: list[Window], region: Window, writers: list[GeoTiffWriter], stats: _Stats,
                 reporter: Reporter) -> None:
-        read_queue: queue.Queue[Any] = queue.Queue(QUEUE_DEPTH)
-        write_queue: queue.Queue[Any] = queue.Queue(QUEUE_DEPTH)
+        """Run the reader, the model workers and the writer; report progress and check cancel meanwhile."""
+        read_queue: queue.Queue[Any] = queue.Queue(QUEUE_DEPTH + self.workers)
+        write_queue: queue.Queue[Any] = queue.Queue(QUEUE_DEPTH + self.workers)
         stop = threading.Event()
         reader = threading.Thread(target=self._read_loop, args=(tiles, read_queue, stop, stats),
                                   name="otbtf-serve-read", daemon=True)
+        models = [threading.Thread(target=self._predict_loop, args=(read_queue, write_queue, stop, stats),
+                                   name=f"otbtf-serve-model-{k}", daemon=True) for k in range(self.workers)]
         writer = threading.Thread(target=self._write_loop, args=(region, writers, write_queue, stop, stats),
                                   name="otbtf-serve-write", daemon=True)
-        reader.start()
-        writer.start()
+        threads = [reader, *models, writer]
+        for thread in threads:
+            thread.start()
+        try:
+            end_sent = False
+            while writer.is_alive() or not stats.done.empty():
+                try:
+                    written: int | None = stats.done.get(timeout=0.1)
+                except queue.Empty:
+                    written = None
+                if stats.errors:
+                    raise stats.errors[0]
+                reporter.check_canceled()
+                if written is not None:
+                    reporter.progress(0.99 * written / len(tiles))
+                if not end_sent and not any(thread.is_alive() for thread in models):
+                    with contextlib.suppress(queue.Full):
+                        write_queue.put_nowait(_END)
+                        end_sent = True
+            if stats.errors:
+                raise stats.errors[0]
+        finally:
+            stop.set()
+            for thread in threads:
+                _drain(read_queue)
+                _drain(write_queue)
+                thread.join()
+
+    def _predict_loop(self, source: queue.Queue[Any], target: queue.Queue[Any], stop: threading.Event,
+                      stats: _Stats) -> None:
+        """One model worker: inputs from the reader, outputs to the writer (tiles in any order)."""
         try:
             while True:
-                item = _get(read_queue, stop, stats)
+                item = _get(source, stop, stats)
                 if item is _END:
-                    break
-                reporter.check_canceled()
+                    _put(source, _END, stop, stats)  # for the other workers
+                    return
                 tile, arrays = item
                 outputs = None
                 if arrays is not None:
                     started = time.perf_counter()
                     outputs = self.function(*arrays)
                     stats.predict += time.perf_counter() - started
-                _put(write_queue, (tile, outputs), stop, stats)
-                reporter.progress(0.99 * stats.written / len(tiles))
-            _put(write_queue, _END, stop, stats)
-            while writer.is_alive():
-                writer.join(0.1)
-                reporter.check_canceled()
-            if stats.errors:
-                raise stats.errors[0]
-        except BaseException:
+                _put(target, (tile, outputs), stop, stats)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            stats.errors.append(exc)
             stop.set()
-            raise
-        finally:
-            stop.set()
-            for thread in (reader, writer):
-                _drain(read_queue)
-                _drain(write_queue)
-                thread.join()
 
     def _read_loop(self, tiles: list[Window], out: queue.Queue[Any], stop: threading.Event, stats: _Stats) -> None:
         _yield_to_the_model()
@@ -507,6 +540,7 @@ class ServingPlan:
                 stats.written += 1
                 if outputs is None:
                     stats.skipped += 1
+                stats.done.put(stats.written)
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             stats.errors.append(exc)
             stop.set()
@@ -1026,5 +1060,6 @@ def write_mosaic_vrt(paths: Sequence[str | os.PathLike[str]], vrt_path: str | os
 
 
 def run(config: ServeConfig, reporter: Reporter) -> dict[str, Any]:
-    """The ``modelserve`` worker command: :func:`serve`."""
+    """The ``modelserve`` worker command: :func:`serve`, TensorFlow set to compute tiles concurrently."""
+    configure_threads()
     return serve(config, reporter)

@@ -9,6 +9,7 @@ once for a fixed tile shape, with the user's constant inputs bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,8 @@ from otbtf_qgis.core.errors import InputError, ModelError
 
 METADATA_FILE = "otbtf_model.json"
 SERVING_SIGNATURE = "serving_default"
+#: Tiles computed at once when TensorFlow's threads are split by :func:`configure_threads`.
+CONCURRENT_TILES = 2
 
 Size = tuple[int, int]
 
@@ -184,6 +187,36 @@ def parse_constant(text: str, info: TensorInfo, batch: int) -> npt.NDArray[Any]:
                          "USER_PLACEHOLDERS") from exc
     shape = tuple(batch if (i == 0 and d is None) else (1 if d is None else d) for i, d in enumerate(info.shape))
     return np.full(shape, value, dtype=dtype if dtype.kind != "O" else object)
+
+
+def configure_threads(tiles: int = CONCURRENT_TILES) -> None:
+    """Split TensorFlow's threads so that ``tiles`` tiles are computed at once, each on its share of the cores.
+
+    One big tile on all cores makes TensorFlow's parallel operations wait for each other
+    (and for any other busy thread); concurrent tiles on one core each waste nothing and
+    leave room for reading and writing. TensorFlow reads these settings once, when it
+    starts: call this before anything runs a model (the ``modelserve`` worker does); it
+    does nothing if TensorFlow has started already, or when a GPU computes the model.
+    """
+    import tensorflow as tf
+
+    cores = os.cpu_count() or 1
+    if tiles < 2 or cores < 2 or tf.config.list_physical_devices("GPU"):
+        return
+    with contextlib.suppress(RuntimeError):  # TensorFlow has started: keep its settings
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // tiles))
+        tf.config.threading.set_inter_op_parallelism_threads(tiles)
+
+
+def concurrent_tiles() -> int:
+    """How many tiles to compute at once: :data:`CONCURRENT_TILES` if :func:`configure_threads` applied, else 1."""
+    import tensorflow as tf
+
+    cores = os.cpu_count() or 1
+    per_tile = tf.config.threading.get_intra_op_parallelism_threads()
+    if per_tile and cores >= 2 and per_tile * CONCURRENT_TILES <= cores:
+        return CONCURRENT_TILES
+    return 1
 
 
 class TileFunction:

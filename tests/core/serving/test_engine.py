@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -442,6 +443,8 @@ def test_worker_command_line(valid_model, image, tmp_path):
                          output=str(tmp_path / "out.tif"))
     result = run_worker(sys.executable, "modelserve", config_to_dict(config), outputs=[tmp_path / "out.tif"])
     assert result["width"] == 48 and (tmp_path / "out.tif").exists()
+    # the worker splits TensorFlow's threads between two concurrent tiles
+    assert result["model_workers"] == (2 if (os.cpu_count() or 1) >= 2 else 1)
 
 
 def test_the_fcnn_exported_by_training_serves_with_its_defaults(tmp_path):
@@ -469,3 +472,18 @@ def test_the_fcnn_exported_by_training_serves_with_its_defaults(tmp_path):
     whole = np.asarray(model.inference_model({"input_xs": data[None]})["predictions_softmax_tensor"])[0]
     for out in outputs:
         np.testing.assert_allclose(out, whole[16:176, 16:208], atol=1e-5)
+
+
+def test_concurrent_model_workers_give_the_same_output(unet_model, tmp_path):
+    folder, _ = unet_model
+    data = np.random.default_rng(8).integers(1, 1000, size=(130, 150, 4)).astype(np.uint16)
+    data[:40, :60] = 0
+    path = make_raster(tmp_path / "holes.tif", data, GT, nodata=0)
+    plan = prepare(ServeConfig(sources=(SourceConfig((str(path),)),), model=str(folder),
+                               output=str(tmp_path / "one.tif"), tile_size=16))
+    assert plan.workers == 1  # TensorFlow's threads were not split in this process
+    one = plan.serve(tmp_path / "one.tif")
+    plan.workers = 3
+    three = plan.serve(tmp_path / "three.tif", output_classes=str(tmp_path / "classes.tif"))
+    assert one["tiles"] == three["tiles"] == 56 and one["skipped_tiles"] == three["skipped_tiles"] > 0
+    np.testing.assert_array_equal(read(tmp_path / "one.tif")[0], read(tmp_path / "three.tif")[0])
