@@ -23,6 +23,7 @@ import json
 import os
 import re
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,29 +171,80 @@ def count_records(shard: str | os.PathLike[str], parameter: str = "INPUT") -> in
     Raises:
         DatasetError: naming the shard when it is truncated or its framing is corrupt.
     """
+    return scan_records(shard, parameter)[0]
+
+
+def scan_records(shard: str | os.PathLike[str], parameter: str = "INPUT", length: int | None = None,
+                 skeleton: Sequence[tuple[int, bytes]] = ()) -> tuple[int, bool]:
+    """Walk the framing of a TFRecord file; return its record count and whether every record fits a layout.
+
+    A record fits when it is ``length`` bytes long and holds ``content`` at ``offset``
+    for each ``(offset, content)`` of ``skeleton``; only those bytes are read. Without
+    ``length`` the answer is ``False``.
+
+    Raises:
+        DatasetError: naming the shard when it is truncated or its framing is corrupt.
+    """
     path = Path(shard)
     size = path.stat().st_size
     count = 0
     position = 0
-    with path.open("rb") as handle:
+    fits = length is not None
+    # A leading stretch of the skeleton is read with the header: one read per record in the common case.
+    head = len(skeleton[0][1]) if fits and skeleton and skeleton[0][0] == 0 else 0
+    rest = skeleton[1:] if head else skeleton
+    with path.open("rb", buffering=0) as handle:  # unbuffered: small reads at seeks, not 8 KiB each
         while position < size:
-            header = handle.read(12)
-            if len(header) < 12:
+            block = handle.read(12 + head)
+            if len(block) < 12:
                 raise DatasetError(f"the TFRecords shard '{path}' is truncated (record {count} at byte {position} "
                                    "has an incomplete header). Recreate the TFRecords.", parameter)
-            length_bytes = header[:8]
-            (length,) = struct.unpack("<Q", length_bytes)
-            (length_crc,) = struct.unpack("<I", header[8:])
+            length_bytes = block[:8]
+            (record_length,) = struct.unpack("<Q", length_bytes)
+            (length_crc,) = struct.unpack("<I", block[8:12])
             if masked_crc32c(length_bytes) != length_crc:
                 raise DatasetError(f"the TFRecords shard '{path}' is corrupt (bad length checksum of record {count} "
                                    f"at byte {position}). Recreate the TFRecords.", parameter)
-            position += 12 + length + 4
-            if position > size:
-                raise DatasetError(f"the TFRecords shard '{path}' is truncated (record {count} needs {position} bytes, "
+            end = position + 12 + record_length + 4
+            if end > size:
+                raise DatasetError(f"the TFRecords shard '{path}' is truncated (record {count} needs {end} bytes, "
                                    f"the file has {size}). Recreate the TFRecords.", parameter)
+            if fits:
+                fits = record_length == length and block[12:] == (skeleton[0][1] if head else b"")
+                for offset, content in rest if fits else ():
+                    handle.seek(position + 12 + offset)
+                    if handle.read(len(content)) != content:
+                        fits = False
+                        break
+            position = end
             handle.seek(position)
             count += 1
-    return count
+    return count, fits
+
+
+def first_record(shards: Sequence[str | os.PathLike[str]], parameter: str = "INPUT") -> bytes | None:
+    """The data of the first record of the first non-empty shard (``None`` when all are empty).
+
+    The data checksum is not verified here; TensorFlow verifies it when the records are read.
+
+    Raises:
+        DatasetError: naming the shard when its first record is truncated or its framing is corrupt.
+    """
+    for shard in shards:
+        path = Path(shard)
+        with path.open("rb") as handle:
+            header = handle.read(12)
+            if not header:
+                continue
+            if len(header) == 12 and masked_crc32c(header[:8]) == struct.unpack("<I", header[8:])[0]:
+                (length,) = struct.unpack("<Q", header[:8])
+                data = handle.read(length + 4)
+                if len(data) == length + 4:
+                    return data[:length]
+        scan_records(path, parameter)  # the first record is damaged: raises the precise error
+        raise DatasetError(f"the first record of the TFRecords shard '{path}' cannot be read. Recreate the TFRecords.",
+                           parameter)
+    return None
 
 
 def read_json_file(path: Path, parameter: str) -> Any:

@@ -18,10 +18,11 @@ their value; the mapping is in the manifest.
 Reads are grouped by raster blocks: points are bucketed by the block-aligned chunk of
 the first source their patch starts in; each group of points is read with one request
 per source when its patches cover their bounding box densely enough (GeoTIFF blocks are
-then decoded on all cores), the patches are sliced from memory and appended to the
-outputs in one write. Memory stays bounded by the group size. With nodata to check, the
-sources that have nodata are read once more first, because the output size must be
-known before writing.
+then decoded on all cores). While a background thread reads the next group, the patches
+of this one are cut from memory and appended to the outputs in one write, straight to
+the file (:mod:`otbtf_qgis.core.striped_tiff`). Memory stays bounded by the group size.
+With nodata to check, the sources that have nodata are read once more first, because the
+output size must be known before writing.
 
 From Python, sources may also be pyotb objects: they are written by OTB to temporary
 files beside the output folder for the call (see :mod:`otbtf_qgis.core.pyotb_io`), and
@@ -60,6 +61,8 @@ from otbtf_qgis.core.labels import ClassLabels, class_labels, mapping_from_names
 from otbtf_qgis.core.progress import NullReporter, Reporter
 from otbtf_qgis.core.pyotb_io import RasterInput, ScratchRasters, file_path
 from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, atomic_output, open_raster, read_window
+from otbtf_qgis.core.striped_tiff import StripedTiffWriter
+from otbtf_qgis.core.striped_tiff import supports as supports_striped
 from otbtf_qgis.core.vector import PointTable, read_points, transform_xy
 from otbtf_qgis.core.windows import Window, round_up
 
@@ -260,13 +263,30 @@ def _scratch(buffers: dict[str, Array], name: str, shape: tuple[int, ...], dtype
     return buffer[:size].reshape(shape)
 
 
-def read_group(dataset: Any, plan: _SourcePlan, points: IntArray, buffers: dict[str, Array] | None = None) -> Array:
-    """The patches of ``points`` (indices into the plan), as ``(n, psy, psx, bands)``.
+@dataclass
+class GroupRead:
+    """What was read for one group of points of one source: the patches, or a region to cut them from.
+
+    Attributes:
+        patches: ``(n, psy, psx, bands)`` when the patches were read one by one, else ``None``.
+        region: The bounding box of the patches, read in one request, else ``None``.
+        cols: Column of each patch in ``region``.
+        rows: Row of each patch in ``region``.
+    """
+
+    patches: Array | None
+    region: Array | None = None
+    cols: list[int] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+
+
+def read_group_data(dataset: Any, plan: _SourcePlan, points: IntArray,
+                    buffers: dict[str, Array] | None = None) -> GroupRead:
+    """Read what the patches of ``points`` (indices into the plan) are cut from (see :func:`cut_patches`).
 
     When the patches cover at least :data:`DENSE_COVERAGE` of their bounding box, the box
-    is read in one request and the patches sliced from it; otherwise they are read one by
-    one. With ``buffers``, memory is reused between calls (the result is then only valid
-    until the next call).
+    is read in one request; otherwise the patches are read one by one. With ``buffers``,
+    memory is reused between calls (the result is then only valid until the next call).
     """
     buffers = {} if buffers is None else buffers
     psx, psy = plan.spec.patch_size
@@ -274,16 +294,38 @@ def read_group(dataset: Any, plan: _SourcePlan, points: IntArray, buffers: dict[
     left, top = int(cols.min()), int(rows.min())
     width, height = int(cols.max()) + psx - left, int(rows.max()) + psy - top
     bands = plan.info.bands
-    patches = _scratch(buffers, "patches", (len(points), psy, psx, bands), plan.info.dtype)
     if len(points) * psx * psy >= DENSE_COVERAGE * width * height:
         region = read_window(dataset, Window(left, top, width, height),
                              out=_scratch(buffers, "region", (height, width, bands), plan.info.dtype))
-        for index, (col, row) in enumerate(zip((cols - left).tolist(), (rows - top).tolist(), strict=True)):
-            patches[index] = region[row:row + psy, col:col + psx]
-    else:
-        for index, (col, row) in enumerate(zip(cols.tolist(), rows.tolist(), strict=True)):
-            read_window(dataset, Window(col, row, psx, psy), out=patches[index])
+        return GroupRead(None, region, (cols - left).tolist(), (rows - top).tolist())
+    patches = _scratch(buffers, "patches", (len(points), psy, psx, bands), plan.info.dtype)
+    for index, (col, row) in enumerate(zip(cols.tolist(), rows.tolist(), strict=True)):
+        read_window(dataset, Window(col, row, psx, psy), out=patches[index])
+    return GroupRead(patches)
+
+
+def cut_patches(data: GroupRead, plan: _SourcePlan, buffers: dict[str, Array] | None = None) -> Array:
+    """The ``(n, psy, psx, bands)`` patches of a :class:`GroupRead` (with ``buffers``, valid until reused)."""
+    if data.patches is not None:
+        return data.patches
+    assert data.region is not None
+    psx, psy = plan.spec.patch_size
+    patches = _scratch({} if buffers is None else buffers, "patches", (len(data.cols), psy, psx, plan.info.bands),
+                       plan.info.dtype)
+    region = data.region
+    for index, (col, row) in enumerate(zip(data.cols, data.rows, strict=True)):
+        patches[index] = region[row:row + psy, col:col + psx]
     return patches
+
+
+def read_group(dataset: Any, plan: _SourcePlan, points: IntArray, buffers: dict[str, Array] | None = None) -> Array:
+    """The patches of ``points`` (indices into the plan), as ``(n, psy, psx, bands)``.
+
+    :func:`read_group_data` then :func:`cut_patches`; with ``buffers``, memory is reused
+    between calls (the result is then only valid until the next call).
+    """
+    buffers = {} if buffers is None else buffers
+    return cut_patches(read_group_data(dataset, plan, points, buffers), plan, buffers)
 
 
 def nodata_free(patches: Array, nodata: tuple[float | None, ...]) -> npt.NDArray[np.bool_]:
@@ -297,18 +339,43 @@ def nodata_free(patches: Array, nodata: tuple[float | None, ...]) -> npt.NDArray
     return clean
 
 
-def _patches_writer(plan: _SourcePlan, n: int, path: Path) -> GeoTiffWriter:
-    """A striped, pixel-interleaved patches-image writer for ``n`` patches.
+class _GdalAppender:
+    """:class:`GeoTiffWriter` behind the appending interface of :class:`StripedTiffWriter` (complex pixels)."""
+
+    def __init__(self, writer: GeoTiffWriter) -> None:
+        self.writer = writer
+        self.rows_written = 0
+
+    def append(self, rows: Array) -> None:
+        self.writer.write(Window(0, self.rows_written, rows.shape[1], len(rows)), rows)
+        if self.writer.dataset is not None:  # write to disk now, while the next group is read
+            self.writer.dataset.FlushCache()
+        self.rows_written += len(rows)
+
+    def finalize(self) -> Path:
+        return self.writer.finalize()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def _patches_writer(plan: _SourcePlan, n: int, path: Path) -> StripedTiffWriter | _GdalAppender:
+    """A striped, pixel-interleaved patches-image writer for ``n`` patches, appended in order.
 
     Uncompressed: patches-images are read whole for training, where decompressing would
-    cost more than the disk it saves.
+    cost more than the disk it saves. Strips of about :data:`STRIP_BYTES` keep reading
+    one patch cheap.
     """
     psx, psy = plan.spec.patch_size
     patch_bytes = psx * psy * plan.info.bands * np.dtype(plan.info.dtype).itemsize
-    rows_per_strip = psy * max(1, STRIP_BYTES // max(patch_bytes, 1))
-    options = ["INTERLEAVE=PIXEL", f"BLOCKYSIZE={min(rows_per_strip, n * psy)}", "BIGTIFF=IF_SAFER"]
-    return GeoTiffWriter(path, psx, n * psy, plan.info.bands, plan.info.dtype, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
-                         creation_options=options, parameter="OUTPUT_DIR")
+    rows_per_strip = min(psy * max(1, STRIP_BYTES // max(patch_bytes, 1)), n * psy)
+    if supports_striped(plan.info.dtype):
+        return StripedTiffWriter(path, psx, n * psy, plan.info.bands, plan.info.dtype, rows_per_strip,
+                                 parameter="OUTPUT_DIR")
+    options = ["INTERLEAVE=PIXEL", f"BLOCKYSIZE={rows_per_strip}", "BIGTIFF=IF_SAFER"]
+    return _GdalAppender(GeoTiffWriter(path, psx, n * psy, plan.info.bands, plan.info.dtype,
+                                       (0.0, 1.0, 0.0, 0.0, 0.0, 1.0), creation_options=options,
+                                       parameter="OUTPUT_DIR"))
 
 
 T = TypeVar("T")
@@ -434,20 +501,16 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
         writers = [_patches_writer(plan, len(kept_points), outputs[plan.spec.name]) for plan in plans]
         part = reporter.sub(0.45 if checked else 0.05, 0.97)
 
-        def patches_of(number: int, group: IntArray) -> list[Array]:
-            return [read_group(dataset, plan, group, buffer)
+        def data_of(number: int, group: IntArray) -> list[GroupRead]:
+            return [read_group_data(dataset, plan, group, buffer)
                     for plan, dataset, buffer in zip(plans, datasets, buffers[number % 2], strict=True)]
 
         try:
-            offset = 0
-            for number, patches in enumerate(_read_ahead(reader, groups, patches_of, reporter)):
-                size = len(groups[number])
-                for plan, writer, values in zip(plans, writers, patches, strict=True):
-                    psx, psy = plan.spec.patch_size
-                    writer.write(Window(0, offset * psy, psx, size * psy), values.reshape(-1, psx, plan.info.bands))
-                    if writer.dataset is not None:  # write to disk now, while the next group is read
-                        writer.dataset.FlushCache()
-                offset += size
+            # The reader thread only reads (GDAL decodes while this thread cuts and writes the previous group).
+            for number, data in enumerate(_read_ahead(reader, groups, data_of, reporter)):
+                for plan, writer, source_data, buffer in zip(plans, writers, data, buffers[number % 2], strict=True):
+                    patches = cut_patches(source_data, plan, buffer)
+                    writer.append(patches.reshape(-1, plan.spec.patch_size[0], plan.info.bands))
                 part.progress((number + 1) / len(groups))
             for writer in writers:
                 writer.finalize()
@@ -463,8 +526,8 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
         code_of_point[np.flatnonzero(np.array([v is not None for v in points.values[class_field]]))] = labels.codes
         class_image = code_of_point[kept_points].astype(np.int32).reshape(-1, 1, 1)
         with GeoTiffWriter(labels_output, 1, len(class_image), 1, np.int32, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
-                           creation_options=["BIGTIFF=IF_SAFER"], parameter="OUTPUT_DIR") as writer:
-            writer.write(Window(0, 0, 1, len(class_image)), class_image)
+                           creation_options=["BIGTIFF=IF_SAFER"], parameter="OUTPUT_DIR") as labels_writer:
+            labels_writer.write(Window(0, 0, 1, len(class_image)), class_image)
         files[CLASS_KEY] = labels_output
     reporter.progress(1.0)
     return ExtractionResult(len(kept_points), [int(i) for i in points.ids[kept_points]], rejected, labels, files,

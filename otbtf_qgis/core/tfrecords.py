@@ -6,8 +6,11 @@ each record is a ``tf.train.Example`` whose feature per key is a ``bytes_list`` 
 ``tf.io.serialize_tensor`` of the sample. OTBTF 4.x reads what we write and we read
 what it writes. We add a ``manifest.json`` (``docs/formats.md``) that readers do not need.
 
-Reading is a ``tf.data`` pipeline: shards read in parallel, records parsed in parallel,
-batches prefetched; with a seed the order is reproducible.
+Reading is a ``tf.data`` pipeline: shards read in parallel, records parsed in parallel by
+whole batches, batches prefetched; with a seed the order is reproducible. When every
+record has the same layout (checked on disk when the pipeline is built, see
+:class:`RecordLayout`), a batch is decoded by slicing the raw tensor data out of the
+records, without protobuf parsing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from otbtf_qgis.core.datafiles import (
     OUTPUT_SHAPES_NAME,
     OUTPUT_TYPES_NAME,
     count_records,
+    first_record,
+    scan_records,
     shard_files,
     write_json,
 )
@@ -45,7 +50,8 @@ def serialize_sample(sample: Sample) -> bytes:
     return bytes(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
 
 
-#: Records parsed together when no batch size is asked (parsing is vectorised per batch).
+#: Records parsed together, at least (a multiple of the batch size): parsing is vectorised
+#: per batch, and each parse costs a fixed overhead besides its per-byte work.
 PARSE_BATCH = 64
 #: dtypes ``tf.io.decode_raw`` cannot produce directly, decoded as a same-size type then bit-cast.
 _BITCAST = {tf.uint32: tf.int32, tf.uint64: tf.int64}
@@ -98,9 +104,9 @@ class RecordLayout:
     Records written by one writer for one set of keys, shapes and dtypes are byte-identical
     except for the tensors' data: same field order, same lengths. Learnt from the first
     record of a folder, the layout lets a batch of records be decoded with one
-    ``substr`` + ``decode_raw`` per key, skipping protobuf parsing. :meth:`matches` checks
-    every record of a batch against the layout (length and every byte outside the data);
-    batches that do not match are parsed the generic way.
+    ``substr`` + ``decode_raw`` per key, skipping protobuf parsing. It is used only when
+    :meth:`fits` every shard (length and every byte outside the data, checked on disk
+    without reading the data); otherwise records are parsed the generic way.
 
     Args:
         length: Record length in bytes.
@@ -141,16 +147,17 @@ class RecordLayout:
             skeleton.append((start, record[start:]))
         return cls(len(record), fields, skeleton)
 
-    def matches(self, serialized: tf.Tensor) -> tf.Tensor:
-        """True when every record of the batch has this layout."""
-        same = tf.strings.length(serialized) == self.length
-        for offset, content in self.skeleton:
-            same &= tf.strings.substr(serialized, offset, len(content)) == content
-        return tf.reduce_all(same)
+    def fits(self, shard: str | os.PathLike[str], parameter: str = "INPUT") -> bool:
+        """True when every record of ``shard`` has this layout (only the bytes outside the data are read).
+
+        Raises:
+            DatasetError: naming the shard when it is truncated or its framing is corrupt.
+        """
+        return scan_records(shard, parameter, self.length, self.skeleton)[1]
 
     def decode(self, serialized: tf.Tensor, shapes: Mapping[str, Sequence[int]],
                dtypes: Mapping[str, tf.DType]) -> dict[str, tf.Tensor]:
-        """Decode a batch of records that :meth:`matches`."""
+        """Decode a batch of records that have this layout."""
         result = {}
         for key, offset, n_bytes in self.fields:
             dtype = dtypes[key]
@@ -347,9 +354,39 @@ class TFRecords:
         Raises:
             DatasetError: the folder is not a TFRecords folder or a shard is damaged.
         """
+        return self._pipeline(batch_size, shuffle_buffer_size, seed, drop_remainder, n_workers,
+                              sample_fn=preprocessing_fn)
+
+    def _uniform_layout(self, shards: Sequence[Path], shapes: Mapping[str, Sequence[int]],
+                        dtypes: Mapping[str, tf.DType]) -> RecordLayout | None:
+        """The layout of every record of ``shards``, or ``None`` when they differ (framing checked on the way)."""
+        record = first_record(shards, self.parameter)
+        headers = {key: None if dtype == tf.string or dtype.is_complex else _tensor_header(shapes[key], dtype)
+                   for key, dtype in dtypes.items()}
+        layout = RecordLayout.learn(record, shapes, dtypes, headers) if record is not None else None
+        uniform = layout is not None
+        for shard in shards:  # every shard is walked, so that a damaged one is named before reading starts
+            if uniform:
+                assert layout is not None
+                uniform = layout.fits(shard, self.parameter)
+            else:
+                count_records(shard, self.parameter)
+        return layout if uniform else None
+
+    def _pipeline(self, batch_size: int | None, shuffle_buffer_size: int | None, seed: int | None,
+                  drop_remainder: bool, n_workers: int, sample_fn: Callable[..., Any] | None = None,
+                  batch_fn: Callable[..., Any] | None = None) -> tf.data.Dataset:
+        """The reading pipeline behind :meth:`as_dataset` and :meth:`read`.
+
+        Records are parsed by whole batches (of at least :data:`PARSE_BATCH` records, a
+        multiple of ``batch_size``, then split into batches of ``batch_size``: parsing
+        costs per batch more than per byte). ``sample_fn`` is applied to each parsed
+        sample (then batches are formed after it); ``batch_fn``, a function that only
+        restructures a batch's dict, is applied to each parsed batch.
+        """
         shapes, types, shards = self._require_format()
-        for shard in shards:
-            count_records(shard, self.parameter)
+        dtypes = {key: tf.dtypes.as_dtype(value) for key, value in types.items()}
+        layout = self._uniform_layout(shards, shapes, dtypes)
         if n_workers > 1:
             shards = shards[: n_workers * (len(shards) // n_workers)]
             if not shards:
@@ -373,37 +410,39 @@ class TFRecords:
         if shuffle:
             records = records.shuffle(int(shuffle_buffer_size or 1), seed=seed, reshuffle_each_iteration=True)
         features = {key: tf.io.FixedLenFeature([], tf.string) for key in types}
-        dtypes = {key: tf.dtypes.as_dtype(value) for key, value in types.items()}
         headers = {key: None if dtype == tf.string or dtype.is_complex else _tensor_header(shapes[key], dtype)
                    for key, dtype in dtypes.items()}
 
-        layout = None
-        for record in tf.data.TFRecordDataset(str(shards[0])).take(1):
-            layout = RecordLayout.learn(bytes(record.numpy()), shapes, dtypes, headers)
-
-        def parse_generic(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-            parsed = tf.io.parse_example(serialized, features)
-            return {key: _decode_batch(parsed[key], shapes[key], dtypes[key], headers[key]) for key in types}
-
-        def parse_batch(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-            if layout is None:
-                decoded = parse_generic(serialized)
+        def parse_batch(serialized: tf.Tensor) -> Any:
+            # Every record was checked to have the layout: no per-batch check, no branch in the graph
+            # (a smaller function also costs less to instantiate, which happens at every epoch).
+            if layout is not None:
+                decoded = layout.decode(serialized, shapes, dtypes)
             else:
-                decoded = tf.cond(layout.matches(serialized), lambda: layout.decode(serialized, shapes, dtypes),
-                                  lambda: parse_generic(serialized))
+                parsed = tf.io.parse_example(serialized, features)
+                decoded = {key: _decode_batch(parsed[key], shapes[key], dtypes[key], headers[key]) for key in types}
             batch = serialized.shape[0]  # static with drop_remainder
-            return {key: tf.ensure_shape(decoded[key], [batch, *shapes[key]]) for key in types}
+            result = {key: tf.ensure_shape(decoded[key], [batch, *shapes[key]]) for key in types}
+            return batch_fn(result) if batch_fn is not None else result
 
-        per_sample = preprocessing_fn is not None or not batch_size
-        dataset = records.batch(batch_size or PARSE_BATCH, drop_remainder=drop_remainder and not per_sample)
-        dataset = dataset.map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        per_sample = sample_fn is not None or not batch_size
         if per_sample:
-            dataset = dataset.unbatch()
-            if preprocessing_fn is not None:
-                dataset = dataset.map(preprocessing_fn, num_parallel_calls=tf.data.AUTOTUNE,
-                                      deterministic=deterministic)
+            dataset = records.batch(PARSE_BATCH).map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                                     deterministic=deterministic).unbatch()
+            if sample_fn is not None:
+                dataset = dataset.map(sample_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
             if batch_size:
                 dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+            return dataset.prefetch(tf.data.AUTOTUNE)
+        assert batch_size is not None
+        group = -(-PARSE_BATCH // batch_size)  # batches parsed together
+        if group == 1:
+            dataset = records.batch(batch_size, drop_remainder=drop_remainder)
+        else:
+            dataset = records.batch(group * batch_size)
+        dataset = dataset.map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if group > 1:
+            dataset = dataset.rebatch(batch_size, drop_remainder=drop_remainder)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def read(self, batch_size: int, target_keys: Sequence[str], n_workers: int = 1, drop_remainder: bool = True,
@@ -418,7 +457,8 @@ class TFRecords:
             n_workers: Keep a multiple of this many shards (multi-worker training).
             drop_remainder: Drop the last incomplete batch.
             shuffle_buffer_size: Shuffle through a buffer of this size (``None``: no shuffle).
-            preprocessing_fn: Optional ``fn(inputs, targets, **kwargs) -> (inputs, targets)``.
+            preprocessing_fn: Optional ``fn(inputs, targets, **kwargs) -> (inputs, targets)``,
+                applied to each sample (as OTBTF does).
             seed: Makes the order reproducible.
             **kwargs: Passed to ``preprocessing_fn``.
         """
@@ -431,5 +471,6 @@ class TFRecords:
                 return preprocessing_fn(inputs, targets, **kwargs)  # type: ignore[no-any-return]
             return inputs, targets
 
-        return self.as_dataset(batch_size, shuffle_buffer_size=shuffle_buffer_size, seed=seed,
-                               drop_remainder=drop_remainder, n_workers=n_workers, preprocessing_fn=split)
+        if preprocessing_fn is None:  # splitting keys works on whole batches as well as on samples
+            return self._pipeline(batch_size, shuffle_buffer_size, seed, drop_remainder, n_workers, batch_fn=split)
+        return self._pipeline(batch_size, shuffle_buffer_size, seed, drop_remainder, n_workers, sample_fn=split)

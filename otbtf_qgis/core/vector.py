@@ -136,6 +136,97 @@ def _point_of(geometry: Any) -> tuple[float, float] | None:
     return None
 
 
+_Points = tuple[FloatArray | list[float], FloatArray | list[float], npt.NDArray[np.int64] | list[int],
+                dict[str, list[Any]], int]
+
+
+def _points_feature_by_feature(layer: Any, fields: Sequence[str], has_id: bool) -> _Points:
+    """``(x, y, ids, values, skipped)`` of a layer's points, reading one feature at a time (any layer)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    ids: list[int] = []
+    values: dict[str, list[Any]] = {name: [] for name in fields}
+    skipped = 0
+    layer.ResetReading()
+    for feature in layer:
+        point = _point_of(feature.GetGeometryRef())
+        if point is None:
+            skipped += 1
+            continue
+        xs.append(point[0])
+        ys.append(point[1])
+        ids.append(int(feature.GetField("id")) if has_id and feature.IsFieldSetAndNotNull("id") else feature.GetFID())
+        for name in fields:
+            values[name].append(feature.GetField(name) if feature.IsFieldSetAndNotNull(name) else None)
+    return xs, ys, ids, values, skipped
+
+
+#: WKB of a 2D point: byte order (1 = little-endian), type (uint32 1), x and y (float64).
+_POINT_WKB_SIZE = 21
+
+
+def _points_in_columns(layer: Any, fields: Sequence[str], has_id: bool) -> _Points | None:
+    """The same as :func:`_points_feature_by_feature`, read as columns (GDAL's Arrow stream), or ``None``.
+
+    Many times faster on big layers. Only plain cases take this path: numeric fields and
+    2D little-endian point geometries (NULL or empty ones are skipped as in the feature
+    loop); anything else returns ``None`` and is read feature by feature.
+    """
+    if not hasattr(layer, "GetArrowStreamAsNumPy"):
+        return None
+    definition = layer.GetLayerDefn()
+    wanted = [*fields, "id"] if has_id else list(fields)
+    for name in wanted:
+        field_def = definition.GetFieldDefn(definition.GetFieldIndex(name))
+        if field_def.GetType() not in (*_INTEGER_TYPES, *_REAL_TYPES) or field_def.GetSubType() != ogr.OFSTNone:
+            return None
+    names = [definition.GetFieldDefn(i).GetName() for i in range(definition.GetFieldCount())]
+    layer.SetIgnoredFields([name for name in names if name not in wanted])
+    try:
+        layer.ResetReading()
+        batches = list(layer.GetArrowStreamAsNumPy(options=["USE_MASKED_ARRAYS=YES"]))
+    except RuntimeError:
+        return None
+    finally:
+        layer.SetIgnoredFields([])
+        layer.ResetReading()
+    fid_column = layer.GetFIDColumn() or "OGC_FID"
+    columns: dict[str, list[Any]] = {}
+    for batch in batches:
+        for key, array in batch.items():
+            columns.setdefault(key, []).append(array)
+    geometry_keys = [key for key in columns if key != fid_column and key not in wanted]
+    if len(geometry_keys) != 1 or fid_column not in columns:
+        return None
+    geometries = [g for part in columns[geometry_keys[0]] for g in part.tolist()]
+    present = np.array([g is not None for g in geometries], dtype=bool)
+    blobs = [g for g in geometries if g is not None]
+    if any(len(blob) != _POINT_WKB_SIZE for blob in blobs):
+        return None
+    wkb = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, _POINT_WKB_SIZE)
+    if not ((wkb[:, 0] == 1).all() and (wkb[:, 1:5].copy().view("<u4") == 1).all()):
+        return None
+    coordinates = wkb[:, 5:].copy().view("<f8")
+    has_point = np.zeros(len(geometries), dtype=bool)
+    has_point[present] = ~np.isnan(coordinates).any(axis=1)  # POINT EMPTY is written as NaN NaN
+    keep = has_point[present]
+
+    def column(name: str) -> list[Any]:
+        array = np.ma.concatenate(columns[name]) if columns[name] else np.ma.array([])
+        mask = np.ma.getmaskarray(array)
+        return [None if masked else value for value, masked in zip(array.data.tolist(), mask.tolist(), strict=True)]
+
+    fids = np.concatenate(columns[fid_column]).astype(np.int64)
+    ids = fids
+    if has_id:
+        id_values = column("id")
+        ids = np.array([fid if value is None else value for value, fid in zip(id_values, fids.tolist(), strict=True)],
+                       dtype=np.int64)
+    values = {name: [v for v, k in zip(column(name), has_point.tolist(), strict=True) if k] for name in fields}
+    return (coordinates[keep, 0].copy(), coordinates[keep, 1].copy(), ids[has_point], values,
+            int(len(geometries) - has_point.sum()))
+
+
 @dataclass(frozen=True)
 class PointTable:
     """Points read from a layer, in the layer's CRS.
@@ -180,26 +271,14 @@ def read_points(source: str | os.PathLike[str], fields: Sequence[str] = (), para
                          "geometries; a point layer is needed (make points with Patches selection, or take "
                          "polygon centroids first).", parameter)
     has_id = field_kinds(layer).get("id") == "integer"
-    xs: list[float] = []
-    ys: list[float] = []
-    ids: list[int] = []
-    values: dict[str, list[Any]] = {name: [] for name in fields}
-    skipped = 0
-    layer.ResetReading()
-    for feature in layer:
-        point = _point_of(feature.GetGeometryRef())
-        if point is None:
-            skipped += 1
-            continue
-        xs.append(point[0])
-        ys.append(point[1])
-        ids.append(int(feature.GetField("id")) if has_id and feature.IsFieldSetAndNotNull("id") else feature.GetFID())
-        for name in fields:
-            values[name].append(feature.GetField(name) if feature.IsFieldSetAndNotNull(name) else None)
+    table = _points_in_columns(layer, fields, has_id)
+    if table is None:
+        table = _points_feature_by_feature(layer, fields, has_id)
+    xs, ys, ids, values, skipped = table
     metadata = dict(layer.GetMetadata() or {})
     crs = layer_crs_wkt(layer)
     del dataset  # closes the file
-    if not xs:
+    if not len(xs):
         what = f" ({skipped} features have no point geometry)" if skipped else ""
         raise InputError(f"the layer '{parse_layer_source(source)[0]}' has no point{what}. Give a layer with "
                          "points (e.g. the output of Patches selection).", parameter)

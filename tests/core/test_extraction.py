@@ -91,6 +91,21 @@ def test_two_sources_at_10_and_20_metres(tmp_path: Path):
         ("s10", [8, 8], 3, "uint16"), ("s20", [4, 2], 2, "float32")]
 
 
+def test_complex_sources_are_extracted_too(tmp_path: Path):
+    """Complex pixels (e.g. SAR) are written through GDAL, real ones by the striped TIFF writer."""
+    data = encoded_values(20, 20, 2, "float32")
+    complex_data = (data + 1j * (data + 0.5)).astype(np.complex64)
+    raster = make_raster(tmp_path / "sar.tif", complex_data)
+    xy = random_points(np.random.default_rng(3), 30, 20, 20, 10.0)
+    points = make_points(tmp_path / "p.gpkg", xy)
+    _, manifest = run(tmp_path, [raster], points, patch_sizes="4")
+    image = read_image(tmp_path / "out" / "xs_patches.tif")
+    assert image.dtype == np.complex64 and manifest["sources"][0]["dtype"] == "complex64"
+    for i, pid in enumerate(manifest["point_ids"]):
+        x, y = xy[pid - 1]
+        np.testing.assert_array_equal(image[i * 4:(i + 1) * 4], expected_patch(complex_data, 10.0, x, y, (4, 4)))
+
+
 def test_nodata_rejection_counts(tmp_path: Path):
     data = encoded_values(30, 30, 2, "int16") + 1
     data[10, 10, 1] = -5

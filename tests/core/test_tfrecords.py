@@ -52,6 +52,16 @@ def test_reads_a_folder_written_with_tf_train_example(tmp_path: Path):
     assert set(batches[0][0]) == {"input_xs"} and set(batches[0][1]) == {"labels"}
     np.testing.assert_array_equal(inputs, np.stack([s["input_xs"] for s in samples]))
     np.testing.assert_array_equal(targets, np.stack([s["labels"] for s in samples]))
+    # With a preprocessing function, OTBTF applies it to each sample (before batching).
+    def preprocess(inputs: dict, targets: dict, nb_classes: int) -> tuple[dict, dict]:
+        assert targets["labels"].shape.as_list() == [4, 3, 1]
+        return inputs, {"onehot": one_hot(targets["labels"], nb_classes)}
+
+    processed = list(TFRecords(folder).read(batch_size=4, target_keys=["labels"], preprocessing_fn=preprocess,
+                                            nb_classes=5))
+    assert [t["onehot"].shape.as_list() for _, t in processed] == [[4, 4, 3, 5], [4, 4, 3, 5]]
+    np.testing.assert_array_equal(np.argmax(processed[0][1]["onehot"].numpy(), axis=-1),
+                                  np.stack([s["labels"][..., 0] for s in samples[:4]]))
     dataset = open_dataset(folder, batch_size=5, shuffle=False)
     assert dataset.element_spec["input_xs"].shape.as_list() == [5, 4, 3, 2]
     assert dataset.element_spec["labels"].dtype == tf.uint8
@@ -180,14 +190,13 @@ def test_record_layout_fast_path_and_fallbacks(tmp_path: Path):
     layout = RecordLayout.learn(record, shapes, dtypes, headers)
     assert layout is not None and layout.length == len(record)
     batch = tf.constant([record, record])
-    assert bool(layout.matches(batch))
     decoded = layout.decode(batch, shapes, dtypes)
     np.testing.assert_array_equal(decoded["b"].numpy(), [[7, 8, 9], [7, 8, 9]])
     twins = serialize_sample({"a": np.zeros((2, 1), np.int32), "b": np.zeros(3, np.uint16)})
     assert RecordLayout.learn(twins, {"a": [3], "b": [3]}, {"a": tf.uint16, "b": tf.uint16},
                               {k: _tensor_header([3], tf.uint16) for k in "ab"}) is None  # ambiguous: same bytes
 
-    # A folder whose second shard was written differently: those batches take the generic path.
+    # A folder whose second shard was written differently: every batch takes the generic path.
     folder = tmp_path / "mixed"
     write_otbtf_style(folder, [{"labels": np.array([[[v]], [[-v]]], np.int32)} for v in range(4)], per_shard=4)
     shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in (2, 1, 1)])
@@ -201,3 +210,67 @@ def test_record_layout_fast_path_and_fallbacks(tmp_path: Path):
     mixed = [b["labels"].numpy()[:, 1, 0, 0].tolist() for b in open_dataset(folder, batch_size=3, shuffle=False,
                                                                                drop_remainder=False)]
     assert mixed == [[0, -1, -2], [-3, -4, -5], [-6, -7]]
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def example_in_order(sample: dict[str, np.ndarray], order: list[str]) -> bytes:
+    """A serialized tf.train.Example whose features map entries come in ``order`` (a writer may choose any)."""
+    features = b"".join(tf.train.Features(feature={key: tf.train.Feature(bytes_list=tf.train.BytesList(
+        value=[tf.io.serialize_tensor(sample[key]).numpy()]))}).SerializeToString() for key in order)
+    return b"\x0a" + _varint(len(features)) + features
+
+
+def test_records_are_decoded_by_layout_only_when_every_record_has_it(tmp_path: Path):
+    from otbtf_qgis.core.datafiles import first_record, scan_records
+
+    rng = np.random.default_rng(4)
+    samples = [{"a": rng.integers(0, 60000, (2, 3)).astype(np.uint16), "b": rng.normal(size=(4,)).astype(np.float32)}
+               for _ in range(9)]
+    for name, odd in (("same", None), ("odd", 7)):  # in "odd", record 7 lists its features the other way round
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "output_shapes.json").write_text(json.dumps({"a": [2, 3], "b": [4]}))
+        (folder / "output_types.json").write_text(json.dumps({"a": "uint16", "b": "float32"}))
+        records = [example_in_order(s, ["b", "a"] if i == odd else ["a", "b"]) for i, s in enumerate(samples)]
+        assert len({len(r) for r in records}) == 1  # same length: only the bytes outside the data differ
+        for shard, start in enumerate(range(0, 9, 4)):
+            with tf.io.TFRecordWriter(str(folder / f"{shard}.records")) as writer:
+                for record in records[start:start + 4]:
+                    writer.write(record)
+        (folder / "3.records").write_bytes(b"")  # an empty shard is fine
+        tfrecords = TFRecords(folder)
+        shards = sorted(folder.glob("*.records"))
+        assert first_record(shards) == records[0]
+        assert first_record([folder / "3.records"]) is None
+        layout = tfrecords._uniform_layout(shards, {"a": [2, 3], "b": [4]}, {"a": tf.uint16, "b": tf.float32})
+        assert (layout is None) == (odd is not None)
+        if odd is not None:
+            assert [scan_records(s, "INPUT", len(records[0]), ())[0] for s in shards] == [4, 4, 1, 0]
+        batches = list(tfrecords.as_dataset(batch_size=2, drop_remainder=False))
+        assert [len(b["a"]) for b in batches] == [2, 2, 2, 2, 1]
+        np.testing.assert_array_equal(np.concatenate([b["a"].numpy() for b in batches]), [s["a"] for s in samples])
+        np.testing.assert_array_equal(np.concatenate([b["b"].numpy() for b in batches]), [s["b"] for s in samples])
+
+
+def test_batches_are_parsed_in_groups_and_split(tmp_path: Path):
+    """Records are parsed 64 at a time (a multiple of the batch size) then split: same batches, same order."""
+    samples = otbtf_samples(70)
+    folder = tmp_path / "otbtf"
+    write_otbtf_style(folder, samples, per_shard=30)
+    for batch_size, drop in ((3, True), (3, False), (100, False), (64, True), (7, False)):
+        dataset = TFRecords(folder).as_dataset(batch_size=batch_size, drop_remainder=drop)
+        assert dataset.element_spec["labels"].shape.as_list() == [batch_size if drop else None, 4, 3, 1]
+        batches = list(dataset)
+        sizes = [len(b["labels"]) for b in batches]
+        expected = [batch_size] * (70 // batch_size) + ([] if drop or 70 % batch_size == 0 else [70 % batch_size])
+        assert sizes == expected
+        got = np.concatenate([b["input_xs"].numpy() for b in batches])
+        np.testing.assert_array_equal(got, np.stack([s["input_xs"] for s in samples])[:len(got)])

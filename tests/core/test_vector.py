@@ -39,6 +39,35 @@ def test_ids_are_feature_ids_without_an_id_field_and_empty_geometries_are_skippe
     assert list(points.ids) == [1, 3] and points.values["v"] == [1, 3] and points.skipped == 1
 
 
+@pytest.mark.parametrize(("name", "geometries", "fields", "columns"), [
+    ("plain.gpkg", ["POINT (1 2)", "POINT (3.25 4)"], {}, True),
+    ("nulls.gpkg", ["POINT (1 2)", "", "POINT EMPTY", "POINT (5 6)", "POINT (7 8)"],
+     {"id": [7, None, 9, None, 11], "c": [1.5, None, 2.5, 3.5, None], "k": [3, 4, None, 5, 6]}, True),
+    ("shape.shp", ["POINT (1 2)", "POINT (3 4)"], {"id": [5, 6], "v": [1.0, 2.0]}, True),
+    ("text.gpkg", ["POINT (1 2)", "POINT (3 4)"], {"name": ["a", None]}, False),
+    ("multi.gpkg", ["POINT (1 2)", "MULTIPOINT ((3 4))", "LINESTRING (0 0, 1 1)"], {}, False),
+    ("z.gpkg", ["POINT Z (1 2 3)"], {}, False),
+])
+def test_points_read_as_columns_equal_the_feature_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+                                                       geometries: list[str], fields: dict, columns: bool):
+    from otbtf_qgis.core import vector
+
+    path = write_layer(tmp_path / name, geometries, fields=fields)
+    requested = [f for f in fields if f != "id"]
+    dataset, layer = open_vector(path, "POINTS")
+    assert (vector._points_in_columns(layer, requested, "id" in fields) is not None) == columns
+    del dataset
+    fast = read_points(path, requested)
+    monkeypatch.setattr(vector, "_points_in_columns", lambda *args: None)
+    slow = read_points(path, requested)
+    np.testing.assert_array_equal(fast.x, slow.x)
+    np.testing.assert_array_equal(fast.y, slow.y)
+    np.testing.assert_array_equal(fast.ids, slow.ids)
+    assert fast.ids.dtype == slow.ids.dtype == np.int64
+    assert (fast.values, fast.skipped) == (slow.values, slow.skipped)
+    assert [type(v) for vs in fast.values.values() for v in vs] == [type(v) for vs in slow.values.values() for v in vs]
+
+
 def test_layer_name_suffix(tmp_path: Path):
     path = make_points(tmp_path / "p.gpkg", [(1.0, 2.0)])
     _dataset, layer = open_vector(f"{path}|layername=p", "POINTS")
