@@ -113,7 +113,8 @@ def test_full_demo(demo_data: Path, dev_profile: Path, tmp_path: Path):
     source = ogr.Open(str(demo_data / "polygons.gpkg"))
     layer = source.GetLayer(0)
     layer.SetAttributeFilter("name = 'water'")
-    water = layer.GetNextFeature().GetGeometryRef().Centroid()
+    feature = layer.GetNextFeature()  # keep the feature alive while its geometry is used
+    water = feature.GetGeometryRef().Centroid()
     dataset = gdal.Open(str(output / "classes.tif"))
     x0, dx, _, y0, _, dy = dataset.GetGeoTransform()
     col, row = int((water.GetX() - x0) / dx), int((water.GetY() - y0) / dy)
