@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -303,7 +303,36 @@ def read_window(dataset: gdal.Dataset, window: Window, bands: Sequence[int] | No
     return out
 
 
-class GeoTiffWriter:
+_Writer = TypeVar("_Writer", bound="PublishOnSuccess")
+
+
+class PublishOnSuccess:
+    """Context-manager protocol of the atomic writers: publish on success, abort on error.
+
+    Subclasses implement :meth:`finalize` (close and publish under the final name) and
+    :meth:`abort` (close and delete the temporary file).
+    """
+
+    def finalize(self) -> Path:
+        """Close the output and publish it under its final name."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Close the output and delete it; nothing is published."""
+        raise NotImplementedError
+
+    def __enter__(self: _Writer) -> _Writer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.finalize()
+        else:
+            self.abort()
+
+
+class GeoTiffWriter(PublishOnSuccess):
     """A tiled, compressed GeoTIFF written window by window and published atomically.
 
     Use as a context manager: the file is created under a temporary name; leaving the
@@ -449,15 +478,6 @@ class GeoTiffWriter:
         _remove_path(self.temp)
         _remove_path(self.temp.with_name(self.temp.name + ".aux.xml"))
 
-    def __enter__(self) -> GeoTiffWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.finalize()
-        else:
-            self.abort()
 
 
 def write_paletted_style(path: Path, entries: Sequence[tuple[tuple[int, ...], str]]) -> Path:

@@ -21,14 +21,13 @@ import contextlib
 import os
 import struct
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from otbtf_qgis.core.errors import RasterIOError
-from otbtf_qgis.core.raster import ensure_writable_parent, partial_name
+from otbtf_qgis.core.raster import PublishOnSuccess, ensure_writable_parent, partial_name
 
 #: TIFF ``SampleFormat`` of each supported numpy kind: unsigned, signed, float.
 _SAMPLE_FORMAT = {"u": 1, "i": 2, "f": 3}
@@ -50,7 +49,7 @@ def supports(dtype: Any) -> bool:
     return dtype.itemsize in _ITEM_SIZES.get(dtype.kind, ())
 
 
-class StripedTiffWriter:
+class StripedTiffWriter(PublishOnSuccess):
     """Append rows to a new uncompressed, striped, pixel-interleaved TIFF; publish it atomically.
 
     The file is written under a temporary name; :meth:`finalize` (or leaving a ``with``
@@ -211,12 +210,3 @@ class StripedTiffWriter:
         with contextlib.suppress(FileNotFoundError):
             self.temp.unlink()
 
-    def __enter__(self) -> StripedTiffWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.finalize()
-        else:
-            self.abort()
