@@ -111,6 +111,13 @@ def test_seeded_shuffle_is_reproducible_and_complete(tmp_path: Path):
     assert first == order(1) and first != order(2)
     assert sorted(first) == sorted(order(None)) and len(first) == 23
 
+    def parallel_order(seed: int | None) -> list[int]:
+        records = TFRecords(tmp_path / "tfr").as_dataset(batch_size=4, shuffle_buffer_size=8, seed=seed,
+                                                         drop_remainder=False, num_parallel_reads=3)
+        return [int(v) for batch in records for v in batch["xs"].numpy()[:, 0, 0, 0]]
+
+    assert parallel_order(5) == parallel_order(5) and sorted(parallel_order(None)) == sorted(first)
+
 
 def corrupt(path: Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
