@@ -10,8 +10,9 @@
    written) against a naive loop doing one GDAL read per point then writing the same
    patches-image, on a tiled, compressed 4-band uint16 GeoTIFF. Both run in a child
    process that never imports TensorFlow, as the worker runs a ``patchesextraction``
-   job (here the reading measurement has loaded TensorFlow and its threads: memory
-   mapped and unmapped by GDAL's block cache then costs TLB shootdowns across them).
+   job. (In this process, where the reading measurement has loaded TensorFlow and its
+   threads, our extraction costs about 1.6x the CPU, mostly page faults and unmapping
+   of GDAL's block cache; the naive loop about the same: the speed-up drops to ~3x.)
 
 Pipelines (and extraction runs) alternate within each round, so that they see the same
 load; figures are medians over the rounds, ratios are medians of per-round ratios.
