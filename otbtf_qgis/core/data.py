@@ -35,8 +35,8 @@ from otbtf_qgis.core.errors import DatasetError, InputError
 #: (a full read at disk speed); bigger ones only have their framing checked.
 FULL_VERIFY_MAX_BYTES = 1 << 30
 #: Shuffle buffer (samples) for TFRecords. Shards are also read in a new random order each
-#: epoch, four at a time, and Create TFRecords writes samples in random order, so a
-#: moderate buffer mixes well; a big one costs memory and throughput.
+#: epoch, and Create TFRecords writes samples in random order, so a moderate buffer
+#: mixes well; a big one costs memory and throughput.
 SHUFFLE_BUFFER = 512
 
 
@@ -249,8 +249,8 @@ def open_dataset(folder: str | os.PathLike[str], batch_size: int, shuffle: bool 
 
     Patches-images that fit in memory (up to 1 GiB) are loaded once and sliced in
     TensorFlow; bigger ones are read patch by patch in parallel. TFRecords shards are read
-    in a new random order each epoch (four at a time, through a 512-sample shuffle
-    buffer), parsed a batch at a time in parallel and prefetched; their framing is checked
+    in a new random order each epoch (through a 512-sample shuffle buffer), parsed a
+    batch at a time in parallel and prefetched; their framing is checked
     first (and every checksum when the folder is at most 1 GiB), so a damaged shard is
     named before training starts.
 

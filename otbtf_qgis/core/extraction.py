@@ -19,8 +19,9 @@ Reads are grouped by raster blocks: points are bucketed by the block-aligned chu
 the first source their patch starts in; each group of points is read with one request
 per source when its patches cover their bounding box densely enough (GeoTIFF blocks are
 then decoded on all cores). While a background thread reads the next group, the patches
-of this one are cut from memory and appended to the outputs in one write, straight to
-the file (:mod:`otbtf_qgis.core.striped_tiff`). Memory stays bounded by the group size.
+of this one are cut from memory and appended to the outputs, about 1 MiB at a time so
+that each slice is written while still in the CPU cache, straight to the file
+(:mod:`otbtf_qgis.core.striped_tiff`). Memory stays bounded by the group size.
 With nodata to check, the sources that have nodata are read once more first, because the
 output size must be known before writing.
 
@@ -75,8 +76,11 @@ CHUNK_PIXELS = 1024
 DENSE_COVERAGE = 0.25
 #: Patches-images are striped, with about this many bytes per strip (at least one patch).
 STRIP_BYTES = 64 << 10
-#: Patches read and written at once per source (bounds memory).
+#: Patches read at once per source (bounds memory).
 GROUP_BYTES = 64 << 20
+#: Patches cut and written at once: few enough to be still in the CPU cache when written
+#: (writing from memory just filled costs a fraction of writing from a big cold buffer).
+WRITE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,10 @@ def _open_for_reading(path: str) -> Any:
     return dataset
 
 
+def _patch_bytes(plan: _SourcePlan) -> int:
+    return plan.spec.patch_size[0] * plan.spec.patch_size[1] * plan.info.bands * np.dtype(plan.info.dtype).itemsize
+
+
 def chunk_groups(plan: _SourcePlan, points: IntArray, max_group: int) -> list[IntArray]:
     """Split ``points`` into spatially compact groups: the output order of the samples.
 
@@ -304,16 +312,23 @@ def read_group_data(dataset: Any, plan: _SourcePlan, points: IntArray,
     return GroupRead(patches)
 
 
-def cut_patches(data: GroupRead, plan: _SourcePlan, buffers: dict[str, Array] | None = None) -> Array:
-    """The ``(n, psy, psx, bands)`` patches of a :class:`GroupRead` (with ``buffers``, valid until reused)."""
+def cut_patches(data: GroupRead, plan: _SourcePlan, buffers: dict[str, Array] | None = None, start: int = 0,
+                stop: int | None = None) -> Array:
+    """Patches ``[start, stop)`` (default: all) of a :class:`GroupRead`, as ``(n, psy, psx, bands)``.
+
+    With ``buffers``, memory is reused between calls (the result is then only valid until
+    the next call).
+    """
+    if stop is None:
+        stop = len(data.cols) if data.patches is None else len(data.patches)
     if data.patches is not None:
-        return data.patches
+        return data.patches[start:stop]
     assert data.region is not None
     psx, psy = plan.spec.patch_size
-    patches = _scratch({} if buffers is None else buffers, "patches", (len(data.cols), psy, psx, plan.info.bands),
+    patches = _scratch({} if buffers is None else buffers, "patches", (stop - start, psy, psx, plan.info.bands),
                        plan.info.dtype)
     region = data.region
-    for index, (col, row) in enumerate(zip(data.cols, data.rows, strict=True)):
+    for index, (col, row) in enumerate(zip(data.cols[start:stop], data.rows[start:stop], strict=True)):
         patches[index] = region[row:row + psy, col:col + psx]
     return patches
 
@@ -367,8 +382,7 @@ def _patches_writer(plan: _SourcePlan, n: int, path: Path) -> StripedTiffWriter 
     one patch cheap.
     """
     psx, psy = plan.spec.patch_size
-    patch_bytes = psx * psy * plan.info.bands * np.dtype(plan.info.dtype).itemsize
-    rows_per_strip = min(psy * max(1, STRIP_BYTES // max(patch_bytes, 1)), n * psy)
+    rows_per_strip = min(psy * max(1, STRIP_BYTES // max(_patch_bytes(plan), 1)), n * psy)
     if supports_striped(plan.info.dtype):
         return StripedTiffWriter(path, psx, n * psy, plan.info.bands, plan.info.dtype, rows_per_strip,
                                  parameter="OUTPUT_DIR")
@@ -471,8 +485,7 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
     if len(candidates) == 0:
         raise _nothing_kept(len(points) + points.skipped, rejected)
     reporter.progress(0.05)
-    patch_bytes = max(p.spec.patch_size[0] * p.spec.patch_size[1] * p.info.bands * np.dtype(p.info.dtype).itemsize
-                      for p in plans)
+    patch_bytes = max(_patch_bytes(plan) for plan in plans)
     groups = chunk_groups(plans[0], candidates, max(1, GROUP_BYTES // patch_bytes))
     datasets = [_open_for_reading(plan.spec.path) for plan in plans]
     # Two sets of buffers: the next group is read (GDAL releases the GIL) while this one is written.
@@ -508,9 +521,12 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
         try:
             # The reader thread only reads (GDAL decodes while this thread cuts and writes the previous group).
             for number, data in enumerate(_read_ahead(reader, groups, data_of, reporter)):
+                count = len(groups[number])
                 for plan, writer, source_data, buffer in zip(plans, writers, data, buffers[number % 2], strict=True):
-                    patches = cut_patches(source_data, plan, buffer)
-                    writer.append(patches.reshape(-1, plan.spec.patch_size[0], plan.info.bands))
+                    step = max(1, WRITE_BYTES // _patch_bytes(plan))
+                    for start in range(0, count, step):
+                        patches = cut_patches(source_data, plan, buffer, start, min(count, start + step))
+                        writer.append(patches.reshape(-1, plan.spec.patch_size[0], plan.info.bands))
                 part.progress((number + 1) / len(groups))
             for writer in writers:
                 writer.finalize()

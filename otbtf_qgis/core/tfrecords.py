@@ -6,11 +6,11 @@ each record is a ``tf.train.Example`` whose feature per key is a ``bytes_list`` 
 ``tf.io.serialize_tensor`` of the sample. OTBTF 4.x reads what we write and we read
 what it writes. We add a ``manifest.json`` (``docs/formats.md``) that readers do not need.
 
-Reading is a ``tf.data`` pipeline: shards read in parallel, records parsed in parallel by
-whole batches, batches prefetched; with a seed the order is reproducible. When every
-record has the same layout (checked on disk when the pipeline is built, see
-:class:`RecordLayout`), a batch is decoded by slicing the raw tensor data out of the
-records, without protobuf parsing.
+Reading is a ``tf.data`` pipeline: shards read one after the other (or several at once
+on request), records parsed in parallel by whole batches, batches prefetched; with a
+seed the order is reproducible. When every record has the same layout (checked on disk
+when the pipeline is built, see :class:`RecordLayout`), a batch is decoded by slicing
+the raw tensor data out of the records, without protobuf parsing.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def serialize_sample(sample: Sample) -> bytes:
 #: Records parsed together, at least (a multiple of the batch size): parsing is vectorised
 #: per batch, and each parse costs a fixed overhead besides its per-byte work.
 PARSE_BATCH = 64
+#: Records a reading thread hands over at once when shards are read in parallel.
+PARALLEL_READ_BLOCK = 32
 #: dtypes ``tf.io.decode_raw`` cannot produce directly, decoded as a same-size type then bit-cast.
 _BITCAST = {tf.uint32: tf.int32, tf.uint64: tf.int64}
 
@@ -338,31 +340,33 @@ class TFRecords:
 
     def as_dataset(self, batch_size: int | None = None, shuffle_buffer_size: int | None = None,
                    seed: int | None = None, drop_remainder: bool = True, n_workers: int = 1,
-                   preprocessing_fn: Callable[..., Any] | None = None) -> tf.data.Dataset:
+                   preprocessing_fn: Callable[..., Any] | None = None,
+                   num_parallel_reads: int = 1) -> tf.data.Dataset:
         """The records as a ``tf.data.Dataset`` of dicts ``key -> tensor`` (batched when ``batch_size``).
 
         Args:
             batch_size: Samples per batch (``None``: unbatched).
             shuffle_buffer_size: Shuffle the shard order and the samples through a buffer
                 of this size (``None``: file order).
-            seed: Makes the order reproducible; without it, a shuffled read may return
-                samples in whatever order the parallel reads finish (faster).
+            seed: Makes the order reproducible; without it, records may be parsed and
+                returned in whatever order parallel work finishes (faster).
             drop_remainder: Drop the last incomplete batch.
             n_workers: Keep a multiple of this many shards (multi-worker training).
             preprocessing_fn: Optional function applied to each sample dict.
+            num_parallel_reads: Shards read at once, by as many threads, when shuffling.
+                Worth it on network storage, where every read waits; on local disks the
+                system reads ahead of one sequential reader, which costs less.
 
         Raises:
             DatasetError: the folder is not a TFRecords folder or a shard is damaged.
         """
         return self._pipeline(batch_size, shuffle_buffer_size, seed, drop_remainder, n_workers,
-                              sample_fn=preprocessing_fn)
+                              sample_fn=preprocessing_fn, num_parallel_reads=num_parallel_reads)
 
     def _uniform_layout(self, shards: Sequence[Path], shapes: Mapping[str, Sequence[int]],
-                        dtypes: Mapping[str, tf.DType]) -> RecordLayout | None:
+                        dtypes: Mapping[str, tf.DType], headers: Mapping[str, bytes | None]) -> RecordLayout | None:
         """The layout of every record of ``shards``, or ``None`` when they differ (framing checked on the way)."""
         record = first_record(shards, self.parameter)
-        headers = {key: None if dtype == tf.string or dtype.is_complex else _tensor_header(shapes[key], dtype)
-                   for key, dtype in dtypes.items()}
         layout = RecordLayout.learn(record, shapes, dtypes, headers) if record is not None else None
         uniform = layout is not None
         for shard in shards:  # every shard is walked, so that a damaged one is named before reading starts
@@ -375,18 +379,27 @@ class TFRecords:
 
     def _pipeline(self, batch_size: int | None, shuffle_buffer_size: int | None, seed: int | None,
                   drop_remainder: bool, n_workers: int, sample_fn: Callable[..., Any] | None = None,
-                  batch_fn: Callable[..., Any] | None = None) -> tf.data.Dataset:
+                  batch_fn: Callable[..., Any] | None = None, num_parallel_reads: int = 1) -> tf.data.Dataset:
         """The reading pipeline behind :meth:`as_dataset` and :meth:`read`.
 
-        Records are parsed by whole batches (of at least :data:`PARSE_BATCH` records, a
-        multiple of ``batch_size``, then split into batches of ``batch_size``: parsing
-        costs per batch more than per byte). ``sample_fn`` is applied to each parsed
+        Shards are read one after the other (in a new random order each epoch when
+        shuffling, then through the shuffle buffer), records are parsed by whole batches
+        (of at least :data:`PARSE_BATCH` records, a multiple of ``batch_size``, then split
+        into batches of ``batch_size``: parsing costs per batch more than per byte) on
+        every core, and batches are prefetched. ``sample_fn`` is applied to each parsed
         sample (then batches are formed after it); ``batch_fn``, a function that only
         restructures a batch's dict, is applied to each parsed batch.
+
+        tf.data's autotuning is off (``AUTOTUNE`` parallelism then means one call per
+        core): its optimisation thread costs CPU and, at the end of every epoch, makes
+        the iterator's destruction wait for the optimisation round under way (we measured
+        stalls of 20 to 150 ms on 100 ms epochs).
         """
         shapes, types, shards = self._require_format()
         dtypes = {key: tf.dtypes.as_dtype(value) for key, value in types.items()}
-        layout = self._uniform_layout(shards, shapes, dtypes)
+        headers = {key: None if dtype == tf.string or dtype.is_complex else _tensor_header(shapes[key], dtype)
+                   for key, dtype in dtypes.items()}
+        layout = self._uniform_layout(shards, shapes, dtypes, headers)
         if n_workers > 1:
             shards = shards[: n_workers * (len(shards) // n_workers)]
             if not shards:
@@ -396,22 +409,24 @@ class TFRecords:
         deterministic = seed is not None or not shuffle
         files = tf.data.Dataset.from_tensor_slices([str(s) for s in shards])
         if shuffle:
-            # Several shards read at once: parallel I/O, and their samples mix before the shuffle buffer.
             files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
-            records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(shards), 4),
-                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if shuffle and num_parallel_reads > 1:
+            # Each reading thread hands over blocks of records: a hand-over per record costs more than the read.
+            records = files.interleave(lambda file: tf.data.TFRecordDataset(file).batch(PARALLEL_READ_BLOCK),
+                                       cycle_length=min(len(shards), num_parallel_reads),
+                                       num_parallel_calls=min(len(shards), num_parallel_reads),
+                                       deterministic=deterministic).unbatch()
         else:
-            # Stored order: one shard after the other, read ahead in a background buffer.
-            records = tf.data.TFRecordDataset(files, buffer_size=8 << 20)
+            # One reader: no hand-over between threads per record, and the system reads ahead of it.
+            records = tf.data.TFRecordDataset(files)
         options = tf.data.Options()
+        options.autotune.enabled = False
         options.deterministic = deterministic
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
         records = records.with_options(options)
         if shuffle:
             records = records.shuffle(int(shuffle_buffer_size or 1), seed=seed, reshuffle_each_iteration=True)
         features = {key: tf.io.FixedLenFeature([], tf.string) for key in types}
-        headers = {key: None if dtype == tf.string or dtype.is_complex else _tensor_header(shapes[key], dtype)
-                   for key, dtype in dtypes.items()}
 
         def parse_batch(serialized: tf.Tensor) -> Any:
             # Every record was checked to have the layout: no per-batch check, no branch in the graph

@@ -111,6 +111,13 @@ def test_seeded_shuffle_is_reproducible_and_complete(tmp_path: Path):
     assert first == order(1) and first != order(2)
     assert sorted(first) == sorted(order(None)) and len(first) == 23
 
+    def parallel_order(seed: int | None) -> list[int]:
+        records = TFRecords(tmp_path / "tfr").as_dataset(batch_size=4, shuffle_buffer_size=8, seed=seed,
+                                                         drop_remainder=False, num_parallel_reads=3)
+        return [int(v) for batch in records for v in batch["xs"].numpy()[:, 0, 0, 0]]
+
+    assert parallel_order(5) == parallel_order(5) and sorted(parallel_order(None)) == sorted(first)
+
 
 def corrupt(path: Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
@@ -250,7 +257,11 @@ def test_records_are_decoded_by_layout_only_when_every_record_has_it(tmp_path: P
         shards = sorted(folder.glob("*.records"))
         assert first_record(shards) == records[0]
         assert first_record([folder / "3.records"]) is None
-        layout = tfrecords._uniform_layout(shards, {"a": [2, 3], "b": [4]}, {"a": tf.uint16, "b": tf.float32})
+        from otbtf_qgis.core.tfrecords import _tensor_header
+
+        headers = {"a": _tensor_header([2, 3], tf.uint16), "b": _tensor_header([4], tf.float32)}
+        layout = tfrecords._uniform_layout(shards, {"a": [2, 3], "b": [4]}, {"a": tf.uint16, "b": tf.float32},
+                                           headers)
         assert (layout is None) == (odd is not None)
         if odd is not None:
             assert [scan_records(s, "INPUT", len(records[0]), ())[0] for s in shards] == [4, 4, 1, 0]
