@@ -171,7 +171,11 @@ class _Stats:
     written: int = 0
     skipped: int = 0
     errors: list[BaseException] = field(default_factory=list)
-    done: queue.Queue[int] = field(default_factory=queue.Queue)  # tiles written so far, one item per tile
+    #: Tiles written so far, one item per tile, then ``_END`` once the writer is done.
+    done: queue.Queue[Any] = field(default_factory=queue.Queue)
+    #: Model workers still running; the last one to stop ends the writer's queue.
+    models_running: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class ServingPlan:
@@ -419,26 +423,22 @@ class ServingPlan:
         writer = threading.Thread(target=self._write_loop, args=(region, writers, write_queue, stop, stats),
                                   name="otbtf-serve-write", daemon=True)
         threads = [reader, *models, writer]
+        stats.models_running = len(models)
         for thread in threads:
             thread.start()
         try:
-            end_sent = False
-            while writer.is_alive() or not stats.done.empty():
+            while True:
                 try:
-                    written: int | None = stats.done.get(timeout=0.1)
+                    written: Any = stats.done.get(timeout=0.1)
                 except queue.Empty:
                     written = None
                 if stats.errors:
                     raise stats.errors[0]
                 reporter.check_canceled()
+                if written is _END:
+                    break
                 if written is not None:
                     reporter.progress(0.99 * written / len(tiles))
-                if not end_sent and not any(thread.is_alive() for thread in models):
-                    with contextlib.suppress(queue.Full):
-                        write_queue.put_nowait(_END)
-                        end_sent = True
-            if stats.errors:
-                raise stats.errors[0]
         finally:
             stop.set()
             for thread in threads:
@@ -454,6 +454,11 @@ class ServingPlan:
                 item = _get(source, stop, stats)
                 if item is _END:
                     _put(source, _END, stop, stats)  # for the other workers
+                    with stats.lock:
+                        stats.models_running -= 1
+                        last = stats.models_running == 0
+                    if last:  # the writer stops as soon as the last tile is written
+                        _put(target, _END, stop, stats)
                     return
                 tile, arrays = item
                 outputs = None
@@ -523,6 +528,8 @@ class ServingPlan:
             while True:
                 item = _get(source, stop, stats)
                 if item is _END:
+                    if not stop.is_set():
+                        stats.done.put(_END)
                     return
                 tile, outputs = item
                 started, cpu = time.perf_counter(), time.thread_time()
