@@ -17,6 +17,7 @@ method is kept, since the machine is shared.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -34,6 +35,8 @@ BASE = 2048
 BANDS = 4
 OUTPUT_NAME = "predictions_softmax_tensor_crop16"
 REPEATS = 5
+#: Tile sizes compared on one region (0: automatic).
+TILE_SIZES = (64, 256, 0)
 
 
 # ----------------------------------------------------------------------------- data
@@ -179,6 +182,24 @@ def child_compare(mode: str, image: str, model: str, workdir: str) -> dict[str, 
             "workers": plan.workers, "times": times, "cpu": cpu}
 
 
+def child_tiles(image: str, model: str, workdir: str) -> dict[str, Any]:
+    """The engine on the same 2048² output region with small, medium and automatic tiles."""
+    from otbtf_qgis.core.serving.engine import prepare
+    from otbtf_qgis.core.serving.model import configure_threads
+    from otbtf_qgis.core.windows import Window
+
+    configure_threads()
+    region = Window(0, 0, 2048, 2048)
+    rates: dict[str, float] = {}
+    for tile_size in TILE_SIZES:
+        config = _config(image, model, f"{workdir}/tiles.tif")
+        plan = prepare(dataclasses.replace(config, tile_size=tile_size))
+        seconds = min(float(plan.serve(f"{workdir}/tiles.tif", region)["seconds"]) for _ in range(2))
+        rates["x".join(map(str, plan.tile_size)) + (" (automatic)" if tile_size == 0 else "")] = (
+            region.width * region.height / 1e6 / seconds)
+    return {"rates": rates}
+
+
 def process_cpu() -> float:
     """CPU seconds (user + system) used by this process so far, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -230,17 +251,19 @@ def run(workdir: Path) -> str:
                    creationOptions=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256"])
     compare = {mode: run_child("compare", mode, str(workdir / "image4096.tif"), str(model), str(workdir))
                for mode in ("split", "default")}
-    for name in ("engine", "engine_none", "loop_lzw", "loop_zstd"):
+    tiles = run_child("tiles", str(workdir / "image4096.tif"), str(model), str(workdir))
+    for name in ("engine", "engine_none", "loop_lzw", "loop_zstd", "tiles"):
         (workdir / f"{name}.tif").unlink(missing_ok=True)
     served: dict[int, list[dict[str, Any]]] = {4096: [], 8192: [], 16384: []}
     # Interleaved and repeated: the machine is shared, each size keeps its fastest run.
     for size in (4096, 8192, 16384, 4096, 8192, 16384, 4096):
         served[size].append(run_child("serve", str(images[size]), str(model), str(workdir / f"out{size}.tif")))
         (workdir / f"out{size}.tif").unlink(missing_ok=True)
-    return report(compare, served)
+    return report(compare, served, tiles["rates"])
 
 
-def report(compare: dict[str, dict[str, Any]], served: dict[int, list[dict[str, Any]]]) -> str:
+def report(compare: dict[str, dict[str, Any]], served: dict[int, list[dict[str, Any]]],
+           tile_rates: dict[str, float]) -> str:
     split = compare["split"]
     best = {f"{name}_{mode}": min(values) for mode, case in compare.items() for name, values in case["times"].items()}
     cpu = {f"{name}_{mode}": min(values) for mode, case in compare.items() for name, values in case["cpu"].items()}
@@ -300,6 +323,10 @@ def report(compare: dict[str, dict[str, Any]], served: dict[int, list[dict[str, 
         f"efficiency {best['model_default'] / best['engine_default']:.2f};",
         f"- the engine writing uncompressed tiles (`CREATION_OPTIONS=COMPRESS=NONE`): "
         f"{rate(best['engine_none_split'])}, efficiency {model_best / best['engine_none_split']:.2f};",
+        "- tile size, the engine on one 2048² output region: "
+        + ", ".join(f"{rate:.2f} Mpix/s with {size} tiles" for size, rate in tile_rates.items())
+        + f"; the automatic tiles are {max(tile_rates.values()) / min(tile_rates.values()):.0f}× faster than the "
+        "smallest;",
         f"- CPU time (all threads) for the 4096² image: model alone {cpu['model_split']:.2f} s "
         f"({cpu['model_split'] / best['model_split']:.2f} cores busy), engine {cpu['engine_split']:.2f} s, engine "
         f"uncompressed {cpu['engine_none_split']:.2f} s. When the model alone keeps the cores busy, the reader's and "
@@ -332,6 +359,8 @@ def main() -> None:
         result: dict[str, Any] = {"ok": True}
     elif mode == "compare":
         result = child_compare(*rest)
+    elif mode == "tiles":
+        result = child_tiles(*rest)
     elif mode == "serve":
         result = child_serve(*rest)
     else:

@@ -37,6 +37,15 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
     return False, tp
 
 
+def convert_value(value: Any, tp: Any, param: str) -> Any:
+    """Convert ``value`` (text, number, JSON-like) to the type ``tp`` of a config field.
+
+    Raises:
+        InputError: naming ``param`` when the value cannot be converted.
+    """
+    return _convert(value, tp, param)
+
+
 def _convert(value: Any, tp: Any, param: str) -> Any:
     optional, inner = _is_optional(tp)
     if value is None:
@@ -90,7 +99,7 @@ def _convert(value: Any, tp: Any, param: str) -> Any:
             return bool(value)
         if isinstance(value, str) and value.strip().lower() in {"true", "yes", "1", "on", "false", "no", "0", "off"}:
             return value.strip().lower() in {"true", "yes", "1", "on"}
-        raise InputError(f"expected true or false, got {value!r}.", param)
+        raise InputError(f"expected true or false (or on/off), got {value!r}.", param)
     if tp is int:
         if isinstance(value, bool):
             raise InputError(f"expected an integer, got {value!r}.", param)

@@ -53,6 +53,7 @@ from xml.sax.saxutils import escape
 
 from osgeo import gdal
 
+from otbtf_qgis.core.config import convert_value
 from otbtf_qgis.core.errors import CancelledError, InputError, OtbtfError, RasterIOError
 from otbtf_qgis.core.extraction import SourceSpec, default_source_names, extract_patches
 from otbtf_qgis.core.progress import NullReporter, Reporter, TextReporter
@@ -63,7 +64,6 @@ from otbtf_qgis.core.raster import (
     numpy_to_gdal_type,
     open_raster,
     partial_name,
-    window_geotransform,
 )
 from otbtf_qgis.core.serving.config import ServeConfig, SourceConfig
 from otbtf_qgis.core.windows import Window
@@ -260,41 +260,20 @@ def parse_output(value: Any, key: str, allow_box: bool = True) -> OutputFile:
 
 
 def _as_int(value: Any, key: str) -> int:
-    if isinstance(value, bool):
-        raise InputError(f"expected an integer, got {value!r}.", key)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int):
-        try:
-            value = int(str(value).strip())
-        except ValueError:
-            raise InputError(f"expected an integer, got {value!r}.", key) from None
-    number = int(value)
+    number: int = convert_value(value, int, key)
     if number < 1:
         raise InputError(f"expected a positive integer, got {number}.", key)
     return number
 
 
 def _as_float(value: Any, key: str) -> float:
-    if isinstance(value, bool):
-        raise InputError(f"expected a number, got {value!r}.", key)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"expected a number, got {value!r}.", key) from None
+    number: float = convert_value(value, float, key)
+    return number
 
 
 def _as_bool(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("on", "true", "1", "yes"):
-        return True
-    if text in ("off", "false", "0", "no"):
-        return False
-    raise InputError(f"expected on/off (or true/false), got {value!r}.", key)
+    flag: bool = convert_value(value, bool, key)
+    return flag
 
 
 def _as_images(value: Any, key: str) -> list[Any]:
@@ -535,52 +514,36 @@ def TensorflowModelServe(params: Mapping[str, Any], reporter: Reporter | None = 
 
 
 def _serve_box(config: ServeConfig, box: Window, reporter: Reporter) -> dict[str, Any]:
-    """Serve the region ``box`` of the output grid: the covering region aligned on the expression field, cropped."""
+    """Serve the region ``box`` of the output grid into ``config.output``."""
     from otbtf_qgis.core.serving.engine import prepare
 
-    output = Path(config.output)
     with prepare(config, reporter.sub(0.0, 0.05)) as plan:
         grid = plan.geometry.window
         if box.col_off + box.width > grid.width or box.row_off + box.height > grid.height:
             raise InputError(f"box {box.col_off}:{box.row_off}:{box.width}:{box.height} leaves the output image "
                              f"({grid.width}x{grid.height} pixels).", "out")
-        ef_x, ef_y = plan.geometry.expression_field
-        left, top = box.col_off - box.col_off % ef_x, box.row_off - box.row_off % ef_y
-        aligned = Window(left, top, box.col_off + box.width - left, box.row_off + box.height - top)
-        with ScratchRasters(output.resolve().parent, reporter) as scratch:
-            region_file = scratch.new_file("region.tif")
-            summary = plan.serve(region_file, aligned, "", reporter.sub(0.05, 0.95))
-            _publish([(region_file, output, None, plan.creation_options,
-                       (box.col_off - left, box.row_off - top, box.width, box.height))], "out")
-    reporter.progress(1.0)
-    summary.update({"output": str(output), "width": box.width, "height": box.height,
-                    "region": [box.col_off, box.row_off, box.width, box.height],
-                    "geotransform": list(window_geotransform(plan.geotransform, box))})
-    return summary
+        return plan.serve(config.output, box, "", reporter.sub(0.05, 1.0))
 
 
-def _publish(items: Sequence[tuple[Path, Path, str | None, Sequence[str], tuple[int, int, int, int] | None]],
-             parameter: str) -> None:
-    """Write each temporary raster to its destination (pixel type, creation options, crop), then publish all.
+def _publish(items: Sequence[tuple[Path, Path, str | None, Sequence[str]]], parameter: str) -> None:
+    """Write each temporary raster to its destination (pixel type, creation options), then publish all.
 
-    Each item is ``(source, destination, numpy pixel type or None, creation options,
-    source window or None)``. A source that needs no change is moved. Destinations are
+    Each item is ``(source, destination, numpy pixel type or None, creation options)``.
+    A source that needs no change is moved. Destinations are
     written under temporary names and renamed only once all are written.
     """
     written: list[tuple[Path, Path]] = []
     try:
-        for source, destination, pixel_type, options, window in items:
+        for source, destination, pixel_type, options in items:
             ensure_writable_parent(destination, parameter)
             temporary = partial_name(destination)
-            if pixel_type is None and not options and window is None:
+            if pixel_type is None and not options:
                 shutil.move(source, temporary)
             else:
                 dataset = gdal.Open(str(source))
                 kwargs: dict[str, Any] = {"format": "GTiff", "creationOptions": list(options)}
                 if pixel_type is not None:
                     kwargs["outputType"] = numpy_to_gdal_type(pixel_type)
-                if window is not None:
-                    kwargs["srcWin"] = list(window)
                 try:
                     result = gdal.Translate(str(temporary), dataset, **kwargs)
                 except RuntimeError as exc:
@@ -683,7 +646,7 @@ def PatchesExtraction(params: Mapping[str, Any], reporter: Reporter | None = Non
             labels_file = scratch.new_file("labels.tif") if request.labels is not None else None
             result = extract_patches(specs, request.points, request.class_field, outputs, labels_file,
                                      reporter.sub(0.0, 0.9))
-            items: list[tuple[Path, Path, str | None, Sequence[str], None]] = []
+            items: list[tuple[Path, Path, str | None, Sequence[str]]] = []
             files: dict[str, str] = {}
             for number, (name, source) in enumerate(zip(names, request.sources, strict=True), start=1):
                 items.append(_conversion(outputs[name], source.output, "float32"))
@@ -707,14 +670,14 @@ def PatchesExtraction(params: Mapping[str, Any], reporter: Reporter | None = Non
 
 
 def _conversion(source: Path, output: OutputFile, default_type: str
-                ) -> tuple[Path, Path, str | None, Sequence[str], None]:
+                ) -> tuple[Path, Path, str | None, Sequence[str]]:
     """The :func:`_publish` item of a temporary output: converted only when the type or options differ."""
     wanted = output.pixel_type or default_type
     dataset = gdal.Open(str(source))
     current = gdal_array_type(dataset.GetRasterBand(1).DataType).name
     dataset = None
     options = ("BIGTIFF=IF_SAFER", *output.creation_options) if output.creation_options else ()
-    return (source, Path(output.path), None if wanted == current else wanted, options, None)
+    return (source, Path(output.path), None if wanted == current else wanted, options)
 
 
 def _check_labels_fit(labels_file: Path, pixel_type: str) -> None:

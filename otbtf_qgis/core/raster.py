@@ -185,11 +185,6 @@ class RasterInfo:
         )
 
     @property
-    def spacing(self) -> tuple[float, float]:
-        """Pixel size ``(dx, dy)`` as in the geotransform (``dy`` is usually negative)."""
-        return (self.geotransform[1], self.geotransform[5])
-
-    @property
     def common_nodata(self) -> float | None:
         """The nodata value when every band that sets one agrees, else that of band 1."""
         values = {v for v in self.nodata if v is not None}

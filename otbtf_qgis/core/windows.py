@@ -43,17 +43,9 @@ class Window:
         """``(height, width)``, the numpy shape of the window's pixels."""
         return (self.height, self.width)
 
-    def is_empty(self) -> bool:
-        """True when the window has no pixel."""
-        return self.width <= 0 or self.height <= 0
-
     def translate(self, d_col: int, d_row: int) -> Window:
         """Return the window moved by ``(d_col, d_row)`` pixels."""
         return Window(self.col_off + d_col, self.row_off + d_row, self.width, self.height)
-
-    def expand(self, left: int, top: int, right: int, bottom: int) -> Window:
-        """Return the window grown by the given margins (negative margins shrink it)."""
-        return Window(self.col_off - left, self.row_off - top, self.width + left + right, self.height + top + bottom)
 
     def relative_to(self, outer: Window) -> Window:
         """Express this window in the pixel grid of ``outer`` (whose top-left becomes 0, 0)."""
@@ -107,11 +99,6 @@ def tile_grid(width: int, height: int, tile_width: int, tile_height: int) -> Ite
     for row in range(0, height, tile_height):
         for col in range(0, width, tile_width):
             yield Window(col, row, min(tile_width, width - col), min(tile_height, height - row))
-
-
-def tile_count(width: int, height: int, tile_width: int, tile_height: int) -> int:
-    """Number of tiles :func:`tile_grid` yields: ``ceil(W/tw) * ceil(H/th)``."""
-    return -(-width // tile_width) * -(-height // tile_height)
 
 
 def round_up(value: int, multiple: int) -> int:

@@ -256,7 +256,7 @@ def test_otbtf_defaults_and_value_forms():
     ({"source1.il": "a.tif", "source1.rfieldx": 0, "model.dir": "m", "out": "o.tif"}, "source1.rfieldx",
      "expected a positive integer"),
     ({"source1.il": "a.tif", "model.fullyconv": "maybe", "model.dir": "m", "out": "o.tif"}, "model.fullyconv",
-     "expected on/off"),
+     "expected true or false \\(or on/off\\)"),
     ({"source1.il": "a.tif", "model.tagsets": "train", "model.dir": "m", "out": "o.tif"}, "model.tagsets",
      "only the 'serve' tag set"),
     ({"source1.il": [], "model.dir": "m", "out": "o.tif"}, "source1.il", "at least one image"),

@@ -15,41 +15,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from otbtf_qgis.core.errors import InputError
+from otbtf_qgis.core.grid import parse_size
 from otbtf_qgis.core.pyotb_io import RasterInput
 
 OutputType = Literal["float32", "float64", "uint8", "uint16", "int16", "int32", "uint32"]
-OUTPUT_TYPES: tuple[str, ...] = ("float32", "float64", "uint8", "uint16", "int16", "int32", "uint32")
-
-
-def parse_size(text: str | int | tuple[int, ...] | list[int], parameter: str) -> tuple[int, int]:
-    """Parse a size given as ``64``, ``"64"``, ``"64x32"``, ``"64,32"`` or ``(64, 32)`` into ``(x, y)``.
-
-    Raises:
-        InputError: naming ``parameter`` when the text is not one or two positive integers.
-    """
-    if isinstance(text, int):
-        values: list[str] = [str(text)]
-    elif isinstance(text, (tuple, list)):
-        values = [str(v) for v in text]
-    else:
-        values = [v for v in re.split(r"[xX*,\s]+", text.strip()) if v]
-    try:
-        numbers = [int(v) for v in values]
-    except ValueError:
-        numbers = []
-    if len(numbers) not in (1, 2) or min(numbers) <= 0:
-        raise InputError(f"'{text}' is not a size: give one positive integer (64) or two (64x32).", parameter)
-    return (numbers[0], numbers[-1])
+OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
 
 
 def split_per_source(text: str) -> list[str]:
-    """Split a per-source parameter value (``"64;32x32"``) on ``;`` keeping empty entries.
-
-    A value without ``;`` but with commas (``"64,32"`` is a size) is one entry.
-    """
+    """Split a per-source parameter value (``"64;32x32"``) on ``;`` keeping empty entries."""
     if not text.strip():
         return []
     return [part.strip() for part in text.split(";")]
@@ -177,6 +154,8 @@ class ServeConfig:
             raise InputError(f"the tile size must be 0 (automatic) or positive, got {self.tile_size}.", "TILE_SIZE")
         if self.output_classes and self.output_classes == self.output:
             raise InputError("the class map must be a different file from OUTPUT.", "OUTPUT_CLASSES")
+        if self.output_type not in OUTPUT_TYPES:
+            raise InputError(f"'{self.output_type}' is not one of {', '.join(OUTPUT_TYPES)}.", "OUTPUT_TYPE")
         parse_user_placeholders(self.user_placeholders)
         for option in self.creation_options:
             if "=" not in option:
@@ -228,8 +207,6 @@ def serve_config_from_text(sources: list[str], model: str, output: str, *, rfiel
     Raises:
         InputError: naming the parameter whose text cannot be used.
     """
-    if not sources:
-        raise InputError("give at least one source raster.", "SOURCES")
     count = len(sources)
     fields = [parse_size(v, "RFIELDS") if v else None for v in _per_source(rfields, count, "RFIELDS")]
     names = _per_source(placeholders, count, "PLACEHOLDERS")
@@ -238,9 +215,6 @@ def serve_config_from_text(sources: list[str], model: str, output: str, *, rfiel
         SourceConfig((path,), field if field is not None else (), name, value, use)
         for path, field, name, (value, use) in zip(sources, fields, names, nodatas, strict=True))
     items = [p for p in re.split(r"[;\n]", user_placeholders) if p.strip()]
-    parse_user_placeholders(items)
-    if output_type not in OUTPUT_TYPES:
-        raise InputError(f"'{output_type}' is not one of {', '.join(OUTPUT_TYPES)}.", "OUTPUT_TYPE")
     return ServeConfig(
         sources=source_configs,
         model=model,

@@ -75,7 +75,6 @@ from otbtf_qgis.core.serving.geometry import (
     common_extent,
     footprint_length,
     rational,
-    round_up,
 )
 from otbtf_qgis.core.serving.model import (
     ServingModel,
@@ -85,11 +84,10 @@ from otbtf_qgis.core.serving.model import (
     configure_threads,
     parse_constant,
 )
-from otbtf_qgis.core.windows import Window, intersection, tile_grid
+from otbtf_qgis.core.windows import Window, intersection, round_up, tile_grid
 
-#: Largest input tile side (pixels) of the automatic tile size. The model alone runs at
-#: 0.68 valid Mpix/s on 64-pixel tiles and 13.2 / 14.9 on 512 / 1024 (the docs' FCNN, 2
-#: cores): big tiles are the main performance lever, bounded here to bound memory.
+#: Largest input tile side (pixels) of the automatic tile size. Big tiles are the main
+#: performance lever (the serving benchmark compares tile sizes), bounded here to bound memory.
 MAX_INPUT_TILE = 1088
 #: Memory for the patches of one tile in patch-based mode (bytes).
 PATCH_TILE_BYTES = 64 << 20
@@ -226,6 +224,11 @@ class ServingPlan:
         return 1 if self.fully_convolutional else self.tile_size[0] * self.tile_size[1]
 
     @property
+    def classes_dtype(self) -> type[np.unsignedinteger[Any]]:
+        """Type of the class map: uint8 below 255 classes (255 is its nodata), else uint16."""
+        return np.uint8 if self.output_bands[0] < 255 else np.uint16
+
+    @property
     def regular_tile(self) -> Window:
         """The regular tile shape at the origin."""
         return Window(0, 0, self.tile_size[0], self.tile_size[1])
@@ -287,8 +290,8 @@ class ServingPlan:
 
         Args:
             output: The GeoTIFF to write (published only when complete).
-            window: A region of the output grid whose offsets are multiples of the
-                expression field (so tiles keep their phase); clipped to the grid.
+            window: A region of the output grid, clipped to the grid; its pixels are
+                those of the whole grid's output.
             output_classes: Optional class map GeoTIFF (argmax of the first output).
             reporter: Progress and cancel.
 
@@ -296,14 +299,13 @@ class ServingPlan:
             A JSON-serialisable summary: paths, size, geotransform, tiles, timings.
 
         Raises:
-            InputError: the window is outside the grid or not aligned.
+            InputError: the window is outside the grid.
             RasterIOError: reading or writing failed (nothing is published).
             CancelledError: the reporter asked to stop (nothing is published).
         """
         reporter = reporter or NullReporter()
         region = self._region(window)
-        tiles = [tile.translate(region.col_off, region.row_off)
-                 for tile in tile_grid(region.width, region.height, *self.tile_size)]
+        tiles = self._tiles(region)
         started = time.perf_counter()
         geotransform = window_geotransform(self.geotransform, region)
         writers: list[GeoTiffWriter] = []
@@ -363,11 +365,18 @@ class ServingPlan:
         if region is None:
             raise InputError(f"the region {window} is outside the output grid "
                              f"({grid.width}x{grid.height}).", "REGION")
-        ef_x, ef_y = self.geometry.expression_field
-        if region.col_off % ef_x or region.row_off % ef_y:
-            raise InputError(f"the region {window} must start at multiples of the expression field "
-                             f"{ef_x}x{ef_y} so that its tiles match the whole grid's.", "REGION")
         return region
+
+    def _tiles(self, region: Window) -> list[Window]:
+        """Tiles covering ``region``, starting at a multiple of the expression field from the grid's origin.
+
+        Tiles at the same phase as the whole grid's give the same pixels; the writer keeps
+        the part of each tile inside ``region``.
+        """
+        ef_x, ef_y = self.geometry.expression_field
+        left, top = region.col_off - region.col_off % ef_x, region.row_off - region.row_off % ef_y
+        width, height = region.col_off + region.width - left, region.row_off + region.height - top
+        return [tile.translate(left, top) for tile in tile_grid(width, height, *self.tile_size)]
 
     def _output_writer(self, path: Path, region: Window, geotransform: Sequence[float]) -> GeoTiffWriter:
         descriptions = []
@@ -387,7 +396,7 @@ class ServingPlan:
 
     def _class_writer(self, path: Path, region: Window, geotransform: Sequence[float]) -> GeoTiffWriter:
         classes = self.output_bands[0]
-        dtype = np.uint8 if classes < 255 else np.uint16
+        dtype = self.classes_dtype
         nodata = int(np.iinfo(dtype).max) if self.uses_nodata else None
         writer = GeoTiffWriter(path, region.width, region.height, 1, dtype, geotransform, self.crs_wkt, nodata,
                                self.creation_options, ["class"], self.config.cog, "OUTPUT_CLASSES")
@@ -533,11 +542,13 @@ class ServingPlan:
                     return
                 tile, outputs = item
                 started, cpu = time.perf_counter(), time.thread_time()
-                target = tile.relative_to(region)
+                part = intersection(tile, region)
+                assert part is not None  # tiles cover the region
+                inside = part.relative_to(tile).slices()
                 data, classes = self._tile_rasters(tile, outputs, len(writers) > 1)
-                writers[0].write(target, data)
+                writers[0].write(part.relative_to(region), data[inside])
                 if classes is not None:
-                    writers[1].write(target, classes)
+                    writers[1].write(part.relative_to(region), classes[inside])
                 if aligned:
                     for writer in writers:
                         if writer.dataset is not None:
@@ -556,13 +567,16 @@ class ServingPlan:
         """True when every tile covers whole output blocks (they can be flushed one tile at a time)."""
         block_x, block_y = self.block_size
         tile_x, tile_y = self.tile_size
+        ef_x, ef_y = self.geometry.expression_field
+        if region.col_off % ef_x or region.row_off % ef_y:  # the first tiles are cut by the region
+            return False
         return (tile_x % block_x == 0 or tile_x >= region.width) and (tile_y % block_y == 0 or tile_y >= region.height)
 
     def _tile_rasters(self, tile: Window, outputs: list[npt.NDArray[Any]] | None, with_classes: bool
                       ) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
         """The output pixels of ``tile`` (cropped, cast) and, if asked, its class map."""
         dtype = np.dtype(self.config.output_type)
-        classes_dtype = np.uint8 if self.output_bands[0] < 255 else np.uint16
+        classes_dtype = self.classes_dtype
         shape = (tile.height, tile.width)
         if outputs is None:
             background = np.full((*shape, sum(self.output_bands)), self.config.background, dtype)
@@ -846,8 +860,9 @@ def _check_geometry(config: ServeConfig, fields: list[tuple[int, int]], geometry
         source = geometry.sources[index]
         for axis, grid, size in (("x", source.x, rf[0]), ("y", source.y, rf[1])):
             dim = 0 if axis == "x" else 1
-            need = 1 + math.floor((ef[dim] - 1) * scale * grid.scale)
-            if size < need:
+            pad = geometry.padding(index)[dim]
+            if pad < 0:
+                need = size - pad
                 raise InputError(
                     f"the receptive field of source {index + 1} ({size} pixels along {axis}) cannot cover the "
                     f"expression field: it needs at least 1 + (ef - 1) x spcscale x spacing ratio = 1 + "
@@ -855,10 +870,11 @@ def _check_geometry(config: ServeConfig, fields: list[tuple[int, int]], geometry
                     f"{'x'.join(map(str, rf))}, expression field {'x'.join(map(str, ef))}, spcscale {float(scale):g}, "
                     f"first source pixel size / this source's = {float(grid.scale):g}). Fix RFIELDS, EFIELD or "
                     "SPCSCALE.", "RFIELDS")
-            if config.fully_convolutional and footprint_length(ef[dim], scale, grid.scale).denominator != 1:
+            footprint = footprint_length(ef[dim], scale, grid.scale)
+            if config.fully_convolutional and footprint.denominator != 1:
                 raise InputError(
                     f"{ef[dim]} output pixels (the expression field) cover "
-                    f"{float(footprint_length(ef[dim], scale, grid.scale)):g} pixels of source {index + 1} along "
+                    f"{float(footprint):g} pixels of source {index + 1} along "
                     f"{axis}: tiles must cover whole source pixels. Choose SPCSCALE or EFIELD so that "
                     "EFIELD x SPCSCALE x (first source pixel size / source pixel size) is an integer.", "SPCSCALE")
     for dim, axis, size in ((0, "x", geometry.width), (1, "y", geometry.height)):
@@ -906,14 +922,14 @@ def _tile_size(config: ServeConfig, geometry: ServingGeometry, sources: list[Sou
             sizes.append(fixed)
         elif not config.fully_convolutional:
             if config.tile_size:
-                sizes.append(config.tile_size)
+                sizes.append(min(config.tile_size, length))
             else:
                 patch_bytes = sum(s.receptive_field[0] * s.receptive_field[1] * s.bands * np.dtype(s.dtype).itemsize
                                   for s in sources)
                 side = max(1, math.isqrt(max(1, PATCH_TILE_BYTES // patch_bytes)))
                 sizes.append(min(side, length))
-        elif config.tile_size:
-            sizes.append(round_up(config.tile_size, ef[dim]))
+        elif config.tile_size:  # no bigger than the grid (a multiple of ef): larger tiles would only be padding
+            sizes.append(min(round_up(config.tile_size, ef[dim]), max(length, ef[dim])))
         else:
             inputs_scale = [(scale * (s.x.scale if dim == 0 else s.y.scale), geometry.padding(i)[dim])
                             for i, s in enumerate(geometry.sources)]
@@ -1026,19 +1042,14 @@ def serve(config: ServeConfig, reporter: Reporter | None = None) -> dict[str, An
     Returns:
         The summary of :meth:`ServingPlan.serve`.
     """
-    reporter = reporter or NullReporter()
-    with prepare(config, reporter.sub(0.0, 0.05)) as plan:
-        if config.output_classes:
-            _class_map_check(plan)
-        return plan.serve(config.output, None, config.output_classes, reporter.sub(0.05, 1.0))
+    return serve_region(config, None, config.output, reporter, config.output_classes)
 
 
-def serve_region(config: ServeConfig, window: Window, output: str | os.PathLike[str],
+def serve_region(config: ServeConfig, window: Window | None, output: str | os.PathLike[str],
                  reporter: Reporter | None = None, output_classes: str = "") -> dict[str, Any]:
-    """Serve one region of the output grid into its own file (``config.output`` is not written).
+    """Serve one region of the output grid (``None``: all of it) into its own file.
 
-    The region's offsets must be multiples of the expression field; region files
-    mosaicked with :func:`write_mosaic_vrt` equal the single-file output.
+    Region files mosaicked with :func:`write_mosaic_vrt` equal the single-file output.
     """
     reporter = reporter or NullReporter()
     with prepare(config, reporter.sub(0.0, 0.05)) as plan:

@@ -7,10 +7,8 @@ Rational numbers (:class:`fractions.Fraction`) keep multi-resolution positions e
 Receptive and expression fields
     A model maps an input window of ``rf`` pixels (its receptive field) to ``ef`` output
     pixels (its expression field). For a cropped output ``_cropC`` computed on an input
-    of ``rf`` pixels: ``ef = rf − 2·C``. The valid output size of a convolution with
-    kernel ``k`` and stride ``s`` on ``x`` pixels is ``⌊(x − k)/s⌋ + 1``; of a transposed
-    convolution ``x·s − k + 2``. OTBTF's FCNN on 64 pixels: 64→31→15→7→3→5→9→17→33, so
-    its ``_crop16`` output has rf 64, ef 32.
+    of ``rf`` pixels: ``ef = rf − 2·C`` (OTBTF's FCNN: ``_crop16`` on 64 pixels has ef 32;
+    :mod:`otbtf_qgis.core.receptive_field` derives these from a model's graph).
 
 Reference grid
     Positions are measured in pixels of the first source (the *reference*). Source ``i``
@@ -65,66 +63,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from otbtf_qgis.core.windows import Window
+from otbtf_qgis.core.windows import Window, round_up
 
 Rational = int | Fraction
-
-
-def conv_output_size(size: int, kernel: int, stride: int = 1) -> int:
-    """Valid output size of a convolution: ``⌊(x − k)/s⌋ + 1`` (0 when ``x < k``)."""
-    if size < kernel:
-        return 0
-    return (size - kernel) // stride + 1
-
-
-def transposed_conv_output_size(size: int, kernel: int, stride: int) -> int:
-    """Valid output size of a transposed convolution: ``x·s − k + 2`` (0 when not positive).
-
-    Kernel 3, stride 2 (OTBTF's FCNN decoder): ``2x − 1``.
-    """
-    return max(0, size * stride - kernel + 2)
-
-
-def valid_output_sizes(size: int, layers: Sequence[tuple[str, int, int]]) -> list[int]:
-    """Sizes through a chain of ``("conv" | "deconv", kernel, stride)`` layers, input first.
-
-    ``valid_output_sizes(64, [("conv", 3, 2)] * 4 + [("deconv", 3, 2)] * 4)`` is
-    ``[64, 31, 15, 7, 3, 5, 9, 17, 33]``.
-
-    Raises:
-        ValueError: on an unknown layer kind.
-    """
-    sizes = [size]
-    for kind, kernel, stride in layers:
-        if kind == "conv":
-            sizes.append(conv_output_size(sizes[-1], kernel, stride))
-        elif kind == "deconv":
-            sizes.append(transposed_conv_output_size(sizes[-1], kernel, stride))
-        else:
-            raise ValueError(f"unknown layer kind {kind!r}: use 'conv' or 'deconv'")
-    return sizes
-
-
-def expression_field_of_crop(receptive_field: int, crop: int) -> int:
-    """Expression field of a ``_crop<crop>`` output on an input of ``receptive_field``: ``rf − 2·crop``."""
-    return receptive_field - 2 * crop
-
-
-def receptive_field_of_crop(expression_field: int, crop: int) -> int:
-    """Receptive field giving ``expression_field`` pixels through ``_crop<crop>``: ``ef + 2·crop``."""
-    return expression_field + 2 * crop
-
-
-def crop_of(receptive_field: int, expression_field: int) -> int:
-    """Crop ``C`` such that ``ef = rf − 2·C``.
-
-    Raises:
-        ValueError: when ``rf − ef`` is negative or odd.
-    """
-    margin = receptive_field - expression_field
-    if margin < 0 or margin % 2:
-        raise ValueError(f"rf {receptive_field} - ef {expression_field} is not a non-negative even number")
-    return margin // 2
 
 
 def shrunk_extent(size: int, receptive_field: int) -> tuple[int, int]:
@@ -238,11 +179,6 @@ def patch_starts(output_start: int, output_size: int, origin: Rational, spacing_
     scale = Fraction(spacing_scale)
     return [math.floor(grid.to_source(Fraction(origin) + (j + Fraction(1, 2)) * scale)) - receptive_field // 2
             for j in range(output_start, output_start + output_size)]
-
-
-def round_up(value: int, multiple: int) -> int:
-    """Smallest multiple of ``multiple`` that is ``>= value``."""
-    return -(-value // multiple) * multiple
 
 
 def auto_tile_size(output_size: int, expression_field: int, inputs: Sequence[tuple[Rational, int]],

@@ -7,28 +7,30 @@ from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.serving.config import (
     ServeConfig,
     SourceConfig,
-    parse_size,
     parse_user_placeholders,
+    serve_config_from_text,
     split_per_source,
 )
 
 
-def test_parse_size():
-    assert parse_size("64", "RFIELDS") == (64, 64)
-    assert parse_size(" 64x32 ", "RFIELDS") == (64, 32)
-    assert parse_size("64,32", "RFIELDS") == (64, 32)
-    assert parse_size(16, "EFIELD") == (16, 16)
-    assert parse_size((8, 4), "EFIELD") == (8, 4)
-    for bad in ("", "0", "64x32x2", "big", "-4"):
+def test_sizes_of_the_text_parameters():
+    config = serve_config_from_text(["a.tif", "b.tif"], "model", "out.tif", rfields="64; 32x16", efield="16x8")
+    assert [source.receptive_field for source in config.sources] == [(64, 64), (32, 16)]
+    assert config.expression_field == (16, 8)
+    assert [s.receptive_field for s in serve_config_from_text(["a.tif", "b.tif"], "m", "o.tif", rfields="8").sources
+            ] == [(8, 8), (8, 8)]
+    for bad in ("64,32", "64x32x2", "big", "-4"):
         with pytest.raises(InputError, match="is not a size") as error:
-            parse_size(bad, "RFIELDS")
+            serve_config_from_text(["a.tif"], "model", "out.tif", rfields=bad)
         assert error.value.parameter == "RFIELDS"
+    with pytest.raises(InputError, match="at least 1") as error:
+        serve_config_from_text(["a.tif"], "model", "out.tif", efield="0")
+    assert error.value.parameter == "EFIELD"
 
 
 def test_split_per_source_keeps_empty_entries():
     assert split_per_source("") == []
     assert split_per_source("64;;32x32") == ["64", "", "32x32"]
-    assert split_per_source("64,64") == ["64,64"]
 
 
 def test_user_placeholders():

@@ -19,18 +19,12 @@ from otbtf_qgis.core.serving.geometry import (
     auto_tile_size,
     axis_grids,
     common_extent,
-    conv_output_size,
-    crop_of,
-    expression_field_of_crop,
     input_padding,
     input_span,
     output_axis,
     patch_starts,
     rational,
-    receptive_field_of_crop,
     shrunk_extent,
-    transposed_conv_output_size,
-    valid_output_sizes,
 )
 from otbtf_qgis.core.windows import Window
 
@@ -95,31 +89,6 @@ def axis_of(source, reference):
 
 
 # ------------------------------------------------------------------------- formulas
-
-
-def test_layer_formulas_and_the_fcnn_chain():
-    assert conv_output_size(64, 3, 2) == 31
-    assert conv_output_size(5, 5) == 1 and conv_output_size(4, 5) == 0
-    assert transposed_conv_output_size(3, 3, 2) == 5
-    fcnn = [("conv", 3, 2)] * 4 + [("deconv", 3, 2)] * 4
-    assert valid_output_sizes(64, fcnn) == [64, 31, 15, 7, 3, 5, 9, 17, 33]
-    with pytest.raises(ValueError, match="unknown layer kind"):
-        valid_output_sizes(64, [("pool", 2, 2)])
-
-
-@pytest.mark.parametrize("rf", range(1, 40))
-def test_crop_relations(rf):
-    for crop in range(0, (rf + 1) // 2):
-        ef = expression_field_of_crop(rf, crop)
-        assert ef == rf - 2 * crop
-        assert receptive_field_of_crop(ef, crop) == rf
-        assert crop_of(rf, ef) == crop
-    assert expression_field_of_crop(64, 16) == 32
-    if rf > 1:
-        with pytest.raises(ValueError):
-            crop_of(rf, rf - 1)
-    with pytest.raises(ValueError):
-        crop_of(rf, rf + 2)
 
 
 def test_shrunk_extent():
