@@ -130,7 +130,7 @@ def child_compare(mode: str, image: str, model: str, workdir: str) -> dict[str, 
     tiles = list(tile_grid(grid.width, grid.height, *plan.tile_size))
     source = plan.sources[0]
     datasets = plan.open_sources()
-    in_memory = [plan.read_tile(datasets, tile) for tile in tiles]
+    in_memory = [plan.read_tile(datasets, tile).arrays for tile in tiles]
 
     def model_alone() -> float:
         def compute(part: list[Any]) -> None:

@@ -99,7 +99,7 @@ SERVE_SOURCE_KEYS: dict[str, KeySpec] = {
     "rfieldx": KeySpec("int", "receptive field width (input pixels)"),
     "rfieldy": KeySpec("int", "receptive field height"),
     "placeholder": KeySpec("string", "model input fed by the source"),
-    "nodata": KeySpec("float", "nodata value: tiles entirely nodata are not computed"),
+    "nodata": KeySpec("float", "nodata value: output pixels on it get output.bv"),
 }
 SERVE_KEYS: dict[str, KeySpec] = {
     "model.dir": KeySpec("path", "SavedModel folder"),
@@ -110,7 +110,7 @@ SERVE_KEYS: dict[str, KeySpec] = {
     "output.efieldx": KeySpec("int", "expression field width (output pixels)"),
     "output.efieldy": KeySpec("int", "expression field height"),
     "output.spcscale": KeySpec("float", "output pixel size / first source's (default 1)"),
-    "output.bv": KeySpec("float", "value of tiles entirely nodata (default 0)"),
+    "output.bv": KeySpec("float", "value of output pixels on nodata input (default 0)"),
     "optim.disabletiling": KeySpec("bool", "let the engine choose the tiles"),
     "optim.tilesizex": KeySpec("int", "tile width in output pixels"),
     "optim.tilesizey": KeySpec("int", "tile height in output pixels"),

@@ -38,7 +38,8 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
         "(EFIELD, output pixels per tile) come from the model's otbtf_model.json when it has one, so sources, model "
         "and output are enough. The output grid is the sources' common extent shrunk by the receptive field "
         "(as OTBTF: width 1000, rf 64, ef 32 gives 960 pixels from input pixel 16); its pixels do not depend on the "
-        "tile size. Tiles whose input is entirely nodata are not computed and get BACKGROUND. "
+        "tile size. Output pixels centred on a nodata input pixel get BACKGROUND (the output's nodata); tiles "
+        "with no valid pixel are not computed. "
         "Per-source values are separated by ';' (RFIELDS '64;32x32'). TILE_SIZE 0 chooses large tiles, which is "
         "much faster. The optional class map is the argmax of the first output, with a palette and the model's "
         "class names.")
@@ -96,7 +97,7 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
                 self.NODATA, self.tr("Nodata per source (empty: the raster's own; none: no nodata)"),
                 defaultValue="", optional=True),
             QgsProcessingParameterNumber(
-                self.BACKGROUND, self.tr("Background value (tiles entirely nodata)"),
+                self.BACKGROUND, self.tr("Background value (output pixels on nodata input)"),
                 QgsProcessingParameterNumber.Double, defaultValue=0.0),
             QgsProcessingParameterString(
                 self.USER_PLACEHOLDERS, self.tr("Extra model inputs, e.g. dropout=0.0;is_training=false"),
@@ -150,6 +151,6 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
         feedback.pushInfo(
             f"{result['width']}x{result['height']} pixels, {result['bands']} band(s) from "
             f"{', '.join(result['output_names'])}; {result['tiles']} tiles of "
-            f"{result['tile_size'][0]}x{result['tile_size'][1]} ({result['skipped_tiles']} entirely nodata) in "
+            f"{result['tile_size'][0]}x{result['tile_size'][1]} ({result['skipped_tiles']} all nodata) in "
             f"{result['seconds']:.1f} s")
         return {self.OUTPUT: output, self.OUTPUT_CLASSES: classes or None}

@@ -104,7 +104,7 @@ class ServeConfig:
         spacing_scale: Output pixel size = first source's pixel size × this.
         tile_size: Output tile size in output pixels (rounded up to the expression field);
             0 picks it automatically.
-        background: Output value of tiles whose input is entirely nodata.
+        background: Output value (and nodata) of the pixels whose input is nodata.
         user_placeholders: Extra scalar model inputs, ``name=value``.
         output_type: Data type of the output raster.
         creation_options: GDAL GTiff creation options replacing the defaults key by key.
@@ -127,7 +127,7 @@ class ServeConfig:
     tile_size: int = field(default=0, metadata={
         "param": "TILE_SIZE", "help": "output tile size in output pixels; 0: automatic"})
     background: float = field(default=0.0, metadata={
-        "param": "BACKGROUND", "help": "value of tiles whose input is entirely nodata"})
+        "param": "BACKGROUND", "help": "value of output pixels whose input is nodata"})
     user_placeholders: tuple[str, ...] = field(default=(), metadata={
         "param": "USER_PLACEHOLDERS", "help": "extra scalar model inputs, name=value"})
     output_type: OutputType = field(default="float32", metadata={

@@ -14,13 +14,19 @@ image size and reading, computing and writing overlap (GDAL and TensorFlow relea
 GIL):
 
 - a reader thread (its own GDAL datasets) reads each tile's input windows, already cast
-  to the model's input dtype, and decides whether the tile is entirely nodata;
+  to the model's input dtype, and finds the output pixels whose input is nodata: those
+  whose centre lies on a source pixel with a band equal to that source's nodata;
 - model threads run the traced model (edge tiles are padded to the regular tile shape,
-  so the model is traced once) or, for nodata tiles, skip it. There are two when
+  so the model is traced once) or skip it when every pixel of the tile is nodata
+  (OTBTF skips a tile whose input is entirely nodata; such tiles are skipped here too,
+  and so are tiles whose pixels all fall on nodata). There are two when
   TensorFlow's threads were split between two concurrent tiles
   (:func:`~otbtf_qgis.core.serving.model.configure_threads`, done by the worker), else one;
-- a writer thread crops, casts and writes the tiles (and the class map), flushing whole
-  blocks as it goes.
+- a writer thread crops, casts and writes the tiles (and the class map), the nodata
+  pixels set to BACKGROUND (the output's nodata), flushing whole blocks as it goes.
+
+Since whether a pixel is nodata depends on that pixel only, the output does not depend on
+the tile size, nodata included.
 
 The calling thread reports progress after each written tile and checks for cancel.
 
@@ -46,7 +52,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -157,6 +163,15 @@ class SourcePlan:
     def fill_value(self) -> float:
         """Value of input pixels outside the raster: its nodata, else 0."""
         return 0.0 if self.nodata is None else self.nodata
+
+
+class TileInputs(NamedTuple):
+    """What the reader gives the model workers for one tile."""
+
+    #: Model inputs, one per source; ``None`` when every output pixel is nodata (the model is skipped).
+    arrays: list[npt.NDArray[Any]] | None
+    #: ``(rows, cols)``, True on output pixels whose input is nodata (they get BACKGROUND); ``None`` if none.
+    nodata: npt.NDArray[np.bool_] | None
 
 
 @dataclass
@@ -469,13 +484,13 @@ class ServingPlan:
                     if last:  # the writer stops as soon as the last tile is written
                         _put(target, _END, stop, stats)
                     return
-                tile, arrays = item
+                tile, inputs = item
                 outputs = None
-                if arrays is not None:
+                if inputs.arrays is not None:
                     started = time.perf_counter()
-                    outputs = self.function(*arrays)
+                    outputs = self.function(*inputs.arrays)
                     stats.predict += time.perf_counter() - started
-                _put(target, (tile, outputs), stop, stats)
+                _put(target, (tile, outputs, inputs.nodata), stop, stats)
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             stats.errors.append(exc)
             stop.set()
@@ -501,8 +516,8 @@ class ServingPlan:
         """Open every raster of every source (GDAL datasets are used by one thread at a time)."""
         return [[open_raster(path, "SOURCES") for path in source.paths] for source in self.sources]
 
-    def read_tile(self, datasets: list[list[gdal.Dataset]], tile: Window) -> list[npt.NDArray[Any]] | None:
-        """Model inputs of output ``tile`` (padded to the regular shape); ``None`` if a source is all nodata.
+    def read_tile(self, datasets: list[list[gdal.Dataset]], tile: Window) -> TileInputs:
+        """Model inputs of output ``tile`` (padded to the regular shape) and its nodata pixels.
 
         Args:
             datasets: From :meth:`open_sources`.
@@ -510,24 +525,28 @@ class ServingPlan:
         """
         regular = Window(tile.col_off, tile.row_off, *self.tile_size)
         arrays = []
+        nodata: npt.NDArray[np.bool_] | None = None
         for index, (source, files) in enumerate(zip(self.sources, datasets, strict=True)):
             if self.fully_convolutional:
                 window = self.geometry.input_window(index, regular)
-                needed = self.geometry.input_window(index, tile).relative_to(window)
+                starts = self.geometry.patch_starts(index, tile)
             else:
                 cols, rows = self.geometry.patch_starts(index, regular)
                 rf_x, rf_y = source.receptive_field
                 window = Window(cols[0], rows[0], cols[-1] - cols[0] + rf_x, rows[-1] - rows[0] + rf_y)
-                needed = Window(0, 0, cols[tile.width - 1] - cols[0] + rf_x, rows[tile.height - 1] - rows[0] + rf_y)
+                starts = (cols[:tile.width], rows[:tile.height])
             array = _read_source(files, source, window)
-            if source.nodata is not None and _all_nodata(array[needed.slices()], source.nodata):
-                return None
+            if source.nodata is not None:
+                pixels = _nodata_centres(array, window, starts, source.receptive_field, source.nodata)
+                nodata = pixels if nodata is None else nodata | pixels
+                if nodata.all():
+                    return TileInputs(None, nodata)
             if self.fully_convolutional:
                 arrays.append(array[None])
             else:
                 arrays.append(_patches(array, np.array(cols) - cols[0], np.array(rows) - rows[0],
                                        source.receptive_field))
-        return arrays
+        return TileInputs(arrays, nodata if nodata is not None and nodata.any() else None)
 
     def _write_loop(self, region: Window, writers: list[GeoTiffWriter], source: queue.Queue[Any],
                     stop: threading.Event, stats: _Stats) -> None:
@@ -540,12 +559,12 @@ class ServingPlan:
                     if not stop.is_set():
                         stats.done.put(_END)
                     return
-                tile, outputs = item
+                tile, outputs, nodata = item
                 started, cpu = time.perf_counter(), time.thread_time()
                 part = intersection(tile, region)
                 assert part is not None  # tiles cover the region
                 inside = part.relative_to(tile).slices()
-                data, classes = self._tile_rasters(tile, outputs, len(writers) > 1)
+                data, classes = self._tile_rasters(tile, outputs, nodata, len(writers) > 1)
                 writers[0].write(part.relative_to(region), data[inside])
                 if classes is not None:
                     writers[1].write(part.relative_to(region), classes[inside])
@@ -572,19 +591,25 @@ class ServingPlan:
             return False
         return (tile_x % block_x == 0 or tile_x >= region.width) and (tile_y % block_y == 0 or tile_y >= region.height)
 
-    def _tile_rasters(self, tile: Window, outputs: list[npt.NDArray[Any]] | None, with_classes: bool
+    def _tile_rasters(self, tile: Window, outputs: list[npt.NDArray[Any]] | None,
+                      nodata: npt.NDArray[np.bool_] | None, with_classes: bool
                       ) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
-        """The output pixels of ``tile`` (cropped, cast) and, if asked, its class map."""
+        """The output pixels of ``tile`` (cropped, cast, background where ``nodata``) and, if asked, its class map."""
         dtype = np.dtype(self.config.output_type)
         classes_dtype = self.classes_dtype
+        no_class = np.iinfo(classes_dtype).max
         shape = (tile.height, tile.width)
         if outputs is None:
             background = np.full((*shape, sum(self.output_bands)), self.config.background, dtype)
-            return (background, np.full(shape, np.iinfo(classes_dtype).max, classes_dtype) if with_classes else None)
+            return (background, np.full(shape, no_class, classes_dtype) if with_classes else None)
         planes = [self._as_image(array)[:tile.height, :tile.width] for array in outputs]
-        data = planes[0] if len(planes) == 1 else np.concatenate(planes, axis=2)
+        data = _cast(planes[0] if len(planes) == 1 else np.concatenate(planes, axis=2), dtype)
         classes = np.argmax(planes[0], axis=2).astype(classes_dtype) if with_classes else None
-        return (_cast(data, dtype), classes)
+        if nodata is not None:
+            data = np.where(nodata[:, :, None], np.asarray(self.config.background, dtype), data)
+            if classes is not None:
+                classes[nodata] = no_class
+        return (data, classes)
 
     def _as_image(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """A model output as ``(rows, cols, bands)`` of the regular tile."""
@@ -653,10 +678,23 @@ def _read_source(files: list[gdal.Dataset], source: SourcePlan, window: Window) 
     return array
 
 
-def _all_nodata(array: npt.NDArray[Any], nodata: float) -> bool:
+def _nodata_centres(array: npt.NDArray[Any], window: Window, starts: tuple[list[int], list[int]],
+                    receptive_field: tuple[int, int], nodata: float) -> npt.NDArray[np.bool_]:
+    """Per output pixel: True when a band of the source pixel under its centre is ``nodata``.
+
+    ``array`` holds ``window`` of the source; ``starts`` are the patch start columns and
+    rows of the output pixels (the centre pixel is ``start + rf // 2``). The rule depends
+    on the pixel only, so the output does not depend on the tile size.
+    """
+    cols = np.asarray(starts[0]) + receptive_field[0] // 2 - window.col_off
+    rows = np.asarray(starts[1]) + receptive_field[1] // 2 - window.row_off
+    centres = array[rows[:, None], cols[None, :]]
     if math.isnan(nodata):
-        return bool(np.isnan(array).all()) if array.dtype.kind == "f" else False
-    return bool((array == np.asarray(nodata).astype(array.dtype)).all())
+        found = np.isnan(centres) if centres.dtype.kind == "f" else np.zeros(centres.shape, dtype=bool)
+    else:
+        found = centres == np.asarray(nodata).astype(centres.dtype)
+    result: npt.NDArray[np.bool_] = found.any(axis=2)
+    return result
 
 
 def _patches(array: npt.NDArray[Any], cols: npt.NDArray[Any], rows: npt.NDArray[Any],

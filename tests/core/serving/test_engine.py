@@ -109,6 +109,23 @@ def test_patch_based_equals_fully_convolutional(valid_model, image, tmp_path):
     assert info_a.geotransform == info_b.geotransform == (500030.0, 10.0, 0.0, 4499970.0, 0.0, -10.0)
 
 
+def test_nodata_pixels_are_the_same_in_patch_based_and_fully_convolutional_modes(valid_model, tmp_path):
+    folder, _ = valid_model
+    data = np.random.default_rng(6).uniform(1, 2, size=(53, 61, 3)).astype(np.float32)
+    data[10:20, 5:40, 1] = 0  # one band of a block is nodata
+    path = make_raster(tmp_path / "holes.tif", data, GT, nodata=0)
+    common = {"model": str(folder), "output_names": ("features",), "expression_field": (1,), "background": -7}
+    source = SourceConfig((str(path),), receptive_field=(7,))
+    serve(ServeConfig(sources=(source,), output=str(tmp_path / "fc.tif"), **common))
+    serve(ServeConfig(sources=(source,), output=str(tmp_path / "pb.tif"), fully_convolutional=False, tile_size=9,
+                      **common))
+    a, b = read(tmp_path / "fc.tif")[0], read(tmp_path / "pb.tif")[0]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    expected = np.zeros(a.shape[:2], dtype=bool)
+    expected[10 - 3:20 - 3, 5 - 3:40 - 3] = True  # output pixel (r, c) is centred on input pixel (r + 3, c + 3)
+    np.testing.assert_array_equal((a == -7).all(axis=2), expected)
+
+
 def test_patch_model_with_fixed_input_takes_its_receptive_field_from_the_signature(fixed_patch_model, image,
                                                                                      tmp_path):
     folder, model = fixed_patch_model
@@ -175,12 +192,17 @@ def test_tiles_entirely_nodata_get_the_background(valid_model, tmp_path):
     out, info, _ = read(tmp_path / "out.tif")
     assert info.nodata == (-7.0, -7.0, -7.0)
     expected = predict(model, input_xs=data)["features"][:40, :48]
-    # tile [a, a + 8) reads input columns [a, a + 14): entirely nodata when a + 14 <= 30
-    skipped_columns = [a for a in range(0, 48, 8) if a + 14 <= 30]
-    assert skipped_columns == [0, 8, 16]
+    # output pixel j is centred on input pixel j + 3: nodata for j < 27. Tile [a, a + 8) has no valid pixel
+    # when a + 7 + 3 < 30 (OTBTF skips those whose input [a, a + 14) is all nodata: a + 14 <= 30, the same here)
+    assert [a for a in range(0, 48, 8) if a + 10 < 30] == [0, 8, 16]
     assert result["skipped_tiles"] == 3 * 5 and result["nodata"] == -7
-    assert (out[:, :24] == -7).all()
-    np.testing.assert_allclose(out[:, 24:], expected[:, 24:], atol=1e-5)
+    assert (out[:, :27] == -7).all()
+    np.testing.assert_allclose(out[:, 27:], expected[:, 27:], atol=1e-5)
+    # the nodata pixels do not depend on the tiles
+    for tile_size in (16, 40):
+        serve(ServeConfig(sources=(SourceConfig((str(path),)),), model=str(folder), output_names=("features",),
+                          output=str(tmp_path / f"tiles{tile_size}.tif"), tile_size=tile_size, background=-7))
+        np.testing.assert_allclose(read(tmp_path / f"tiles{tile_size}.tif")[0], out, atol=1e-5)
     # NODATA given explicitly, or nodata ignored
     serve(ServeConfig(sources=(SourceConfig((str(path),), use_nodata=False),), model=str(folder),
                       output_names=("features",), output=str(tmp_path / "all.tif"), tile_size=8))
