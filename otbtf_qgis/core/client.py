@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from otbtf_qgis.core.errors import CancelledError, OtbtfError, error_from_dict
+from otbtf_qgis.core.outputs import remove_partials
 from otbtf_qgis.core.progress import NullReporter, Reporter
-from otbtf_qgis.core.raster import remove_partials
 
 #: Seconds between the cancel request and SIGTERM, then between SIGTERM and SIGKILL.
 CANCEL_GRACE = 0.4
