@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from otbtf_qgis.core.errors import CancelledError, OtbtfError, error_from_dict
-from otbtf_qgis.core.outputs import remove_partials
+from otbtf_qgis.core.outputs import remove_partials, remove_path
 from otbtf_qgis.core.progress import NullReporter, Reporter
 
 #: Seconds between the cancel request and SIGTERM, then between SIGTERM and SIGKILL.
@@ -234,12 +234,7 @@ def _cleanup(outputs: list[Path], existed: dict[Path, bool], published_too: bool
     for path in outputs:
         remove_partials(path)
         if published_too and not existed[path] and path.exists():
-            if path.is_dir():
-                import shutil
-
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+            remove_path(path)
 
 
 def _crash_message(returncode: int, tail: list[str], python: str) -> str:
