@@ -256,15 +256,14 @@ def _crash_message(returncode: int, tail: list[str], python: str) -> str:
 def default_python_candidates() -> list[str]:
     """Interpreters to try, in order, when none is configured.
 
-    The development checkout's ``.venv`` (when the package is used from a checkout),
-    then ``python3`` on PATH, then ``/usr/bin/python3``.
+    The development checkout's ``.venv`` (the package root resolves through the
+    development plugin's symlinks to the checkout), then ``python3`` on PATH, then
+    ``/usr/bin/python3``. The Processing side tries the environment that
+    ``otbtf:createenvironment`` makes before these.
     """
     import shutil
 
-    candidates = []
-    root = package_root()
-    for venv in (root / ".venv", root.parent / ".venv", root.parent.parent / ".venv"):
-        candidates.append(str(venv / "bin" / "python"))
+    candidates = [str(package_root() / ".venv" / "bin" / "python")]
     found = shutil.which("python3")
     if found:
         candidates.append(found)
