@@ -67,8 +67,7 @@ def worker_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]
 
 
 def run_worker(python: str, command: str, params: Mapping[str, Any], reporter: Reporter | None = None,
-               outputs: Iterable[str | os.PathLike[str]] = (), env: Mapping[str, str] | None = None,
-               cwd: str | None = None) -> dict[str, Any]:
+               outputs: Iterable[str | os.PathLike[str]] = (), env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run ``python -m otbtf_qgis.core COMMAND`` with ``params`` and return its result.
 
     Args:
@@ -79,7 +78,6 @@ def run_worker(python: str, command: str, params: Mapping[str, Any], reporter: R
         outputs: Output paths the job writes; on failure or cancel their temporary
             files are removed (and outputs published during a cancelled run too).
         env: Extra environment variables for the worker.
-        cwd: Working folder of the worker.
 
     Raises:
         CancelledError: the reporter asked to cancel; the worker was stopped.
@@ -97,7 +95,7 @@ def run_worker(python: str, command: str, params: Mapping[str, Any], reporter: R
             "--params", json.dumps(dict(params))]
     try:
         process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   env=worker_environment(env), cwd=cwd, text=True, encoding="utf-8",
+                                   env=worker_environment(env), text=True, encoding="utf-8",
                                    errors="replace", start_new_session=True)
     except OSError as exc:
         raise WorkerError(f"cannot start the worker '{python}': {exc.strerror}. Check the interpreter setting.",

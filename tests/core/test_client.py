@@ -149,7 +149,7 @@ def test_missing_tensorflow_says_how_to_install_it():
 
 
 def test_unknown_command_lists_available_ones():
-    with pytest.raises(WorkerError, match="invalid choice"):
+    with pytest.raises(WorkerError, match=r"invalid choice.*choose from .*'diagnostics'"):
         run_worker(PYTHON, "nosuchcommand", {})
 
 
