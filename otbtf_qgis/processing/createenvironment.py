@@ -17,7 +17,7 @@ from qgis.core import (
 )
 
 from otbtf_qgis.core.environment import DEFAULT_REQUIREMENTS, create_worker_environment
-from otbtf_qgis.core.errors import CancelledError, OtbtfError
+from otbtf_qgis.core.errors import OtbtfError
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 from otbtf_qgis.processing.worker import PYTHON_SETTING, FeedbackReporter, default_environment_folder
 
@@ -78,9 +78,7 @@ class CreateEnvironmentAlgorithm(OtbtfAlgorithm):
         try:
             result = create_worker_environment(folder, base, packages, verify=True,
                                                reporter=FeedbackReporter(feedback))
-        except CancelledError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        except OtbtfError as exc:
+        except OtbtfError as exc:  # CancelledError included: its message says how to resume
             raise QgsProcessingException(str(exc)) from exc
         if self.parameterAsBoolean(parameters, self.SET_DEFAULT, context):
             from processing.core.ProcessingConfig import ProcessingConfig  # type: ignore[import-not-found]
