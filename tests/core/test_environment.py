@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import json
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,6 +73,29 @@ def test_bad_targets_and_interpreters(tmp_path: Path):
     with pytest.raises(InputError, match="cannot run"):
         probe_python(str(tmp_path / "python42"))
     assert probe_python(SYSTEM_PYTHON)["osgeo"] is True
+
+
+SUITABLE = {"version": [3, 11, 2], "osgeo": True, "venv": True, "ensurepip": True}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake interpreter is a shell script")
+@pytest.mark.parametrize("probe,message", [
+    ({"version": [3, 9, 18]}, r"is Python 3\.9\.18; the worker needs Python 3\.10 or newer\.$"),
+    ({"venv": False}, r"cannot create virtual environments \(no venv/ensurepip\)\. On Debian or Ubuntu: "
+                      r"sudo apt-get install python3-venv$"),
+    ({"ensurepip": False}, r"cannot create virtual environments \(no venv/ensurepip\)"),
+    ({"osgeo": False}, r"has no GDAL Python bindings \(osgeo\)\. On Debian or Ubuntu: "
+                       r"sudo apt-get install python3-gdal$"),
+])
+def test_probe_refuses_unsuitable_interpreters(tmp_path: Path, probe: dict, message: str):
+    fake = tmp_path / "python3"
+    fake.write_text(f"#!/bin/sh\necho '{json.dumps({**SUITABLE, **probe})}'\n")
+    fake.chmod(0o755)
+    with pytest.raises(InputError, match=f"^PYTHON: '{re.escape(str(fake))}' {message}") as info:
+        probe_python(str(fake))
+    assert info.value.parameter == "PYTHON"
+    fake.write_text(f"#!/bin/sh\necho '{json.dumps(SUITABLE)}'\n")
+    assert probe_python(str(fake)) == SUITABLE
 
 
 @pytest.mark.slow
