@@ -26,7 +26,9 @@ def test_provider_identity_and_algorithms(provider):
     assert (provider.id(), provider.name()) == ("otbtf", "OTBTF")
     assert not provider.icon().isNull()
     ids = sorted(alg.id() for alg in provider.algorithms())
-    assert "otbtf:environmentinfo" in ids
+    # The ids the README documents; they are stable (models and scripts name them).
+    assert ids == ["otbtf:createenvironment", "otbtf:createtfrecords", "otbtf:environmentinfo", "otbtf:modelserve",
+                   "otbtf:patchesextraction", "otbtf:patchesselection", "otbtf:receptivefield", "otbtf:trainmodel"]
     for alg in provider.algorithms():
         assert alg.name() == alg.name().lower() and alg.groupId() == alg.groupId().lower()
         assert alg.shortHelpString() and not alg.icon().isNull()
