@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -109,12 +109,27 @@ def read_rgb(path: Path, bands: tuple[int, int, int], max_size: int = 1200) -> n
     return np.dstack(planes)
 
 
-def class_names(model_dir: Path) -> list[str]:
-    """Class names in index order, from the model's ``otbtf_model.json``."""
-    return list(json.loads((model_dir / "otbtf_model.json").read_text()).get("class_names") or [])
+# A NamedTuple, not a dataclass: tests load this script without registering it as a module.
+class ClassMap(NamedTuple):
+    """The served class map, read once for the quicklooks and the report."""
+
+    values: npt.NDArray[Any]
+    #: RGB per class value (0..255), grey where the colour table has no entry.
+    colours: npt.NDArray[np.uint8]
+    geotransform: tuple[float, ...]
 
 
-def quicklooks(scene: Path, classes: Path, model_dir: Path, output: Path) -> list[Path]:
+def read_class_map(path: Path) -> ClassMap:
+    """Read the class map's pixels, colour table and georeferencing."""
+    dataset = gdal.Open(str(path))  # keep the dataset alive while its band is read
+    band = dataset.GetRasterBand(1)
+    table = band.GetRasterColorTable()
+    colours = np.array([table.GetColorEntry(i)[:3] if table and i < table.GetCount() else (128, 128, 128)
+                        for i in range(256)], np.uint8)
+    return ClassMap(band.ReadAsArray(), colours, tuple(dataset.GetGeoTransform()))
+
+
+def quicklooks(scene: Path, class_map: ClassMap, names: list[str], model_dir: Path, output: Path) -> list[Path]:
     """True-colour scene, class map with legend, training curves."""
     import matplotlib
 
@@ -128,15 +143,9 @@ def quicklooks(scene: Path, classes: Path, model_dir: Path, output: Path) -> lis
     plt.imsave(truecolor, rgb)
     written.append(truecolor)
 
-    dataset = gdal.Open(str(classes))
-    band = dataset.GetRasterBand(1)
-    table = band.GetRasterColorTable()
-    names = class_names(model_dir)
-    values = band.ReadAsArray()
+    values, colours = class_map.values, class_map.colours
     n_classes = max(len(names), int(values.max()) + 1)
-    colours = np.array([table.GetColorEntry(i)[:3] if table and i < table.GetCount() else (128, 128, 128)
-                        for i in range(256)], np.uint8)
-    figure, axis = plt.subplots(figsize=(8, 8 * dataset.RasterYSize / dataset.RasterXSize + 0.6))
+    figure, axis = plt.subplots(figsize=(8, 8 * values.shape[0] / values.shape[1] + 0.6))
     axis.imshow(colours[values])
     axis.set_axis_off()
     axis.set_title("Class map (FCNN, cropped tile-by-tile inference)")
@@ -168,10 +177,8 @@ def quicklooks(scene: Path, classes: Path, model_dir: Path, output: Path) -> lis
     return written
 
 
-def class_fractions(classes: Path, names: list[str]) -> dict[str, float]:
+def class_fractions(values: npt.NDArray[Any], names: list[str]) -> dict[str, float]:
     """Fraction of the map's pixels per class name."""
-    dataset = gdal.Open(str(classes))  # keep the dataset alive while its band is read
-    values = dataset.GetRasterBand(1).ReadAsArray()
     counts = np.bincount(values.ravel(), minlength=len(names))
     return {(names[i] if i < len(names) else str(i)): round(float(c) / values.size, 4) for i, c in enumerate(counts)
             if c}
@@ -184,16 +191,17 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def write_report(demo: Demo, scene: Path, out: dict[str, Path], output: Path, fractions: dict[str, float]) -> Path:
+def write_report(demo: Demo, scene: Path, out: dict[str, Path], output: Path, model_json: dict[str, Any],
+                 class_map: ClassMap, fractions: dict[str, float]) -> Path:
     """A short Markdown report: metrics, timings, sizes, output grid."""
-    model_json = json.loads((out["model"] / "otbtf_model.json").read_text())
     training = model_json.get("training", {})
-    scene_ds, map_ds = gdal.Open(str(scene)), gdal.Open(str(out["classes"]))
+    scene_ds = gdal.Open(str(scene))
+    height, width = class_map.values.shape
     lines = ["# otbtf_qgis demo report", "",
              f"Scene: {scene.name}, {scene_ds.RasterXSize} × {scene_ds.RasterYSize} pixels, "
              f"{scene_ds.RasterCount} bands.", "",
-             f"Class map: {map_ds.RasterXSize} × {map_ds.RasterYSize} pixels, origin "
-             f"{map_ds.GetGeoTransform()[0]:.1f}, {map_ds.GetGeoTransform()[3]:.1f} (the scene's grid shrunk by "
+             f"Class map: {width} × {height} pixels, origin "
+             f"{class_map.geotransform[0]:.1f}, {class_map.geotransform[3]:.1f} (the scene's grid shrunk by "
              "the receptive field).", "", "## Metrics", ""]
     for key, value in sorted((training.get("metrics") or {}).items()):
         lines.append(f"- {key}: {value:.4f}" if isinstance(value, float) else f"- {key}: {value}")
@@ -256,8 +264,11 @@ def main() -> None:
     demo.run(5, "Serve the model over the whole scene", "otbtf:modelserve",
              SOURCES=scene, MODEL=out["model"], OUTPUT=out["probabilities"], OUTPUT_CLASSES=out["classes"])
     print(f"\n[6/{STEPS}] Quicklooks and report", flush=True)
-    pictures = quicklooks(scene, out["classes"], out["model"], output)
-    report = write_report(demo, scene, out, output, class_fractions(out["classes"], class_names(out["model"])))
+    model_json = json.loads((out["model"] / "otbtf_model.json").read_text())
+    names = list(model_json.get("class_names") or [])
+    class_map = read_class_map(out["classes"])
+    pictures = quicklooks(scene, class_map, names, out["model"], output)
+    report = write_report(demo, scene, out, output, model_json, class_map, class_fractions(class_map.values, names))
     print("\nResults:")
     for path in [out["classes"], out["probabilities"], out["model"], *pictures, report]:
         print(f"    {path}")

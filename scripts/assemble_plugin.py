@@ -2,9 +2,9 @@
 
 QGIS wants ``metadata.txt`` and the icons inside the plugin folder; in the repository
 they sit at the top level. ``--dev DIR`` makes ``DIR/otbtf_qgis`` with symlinks to the
-package entries, ``metadata.txt``, ``LICENSE`` and ``resources`` (edits show at once);
-``--zip FILE`` writes the release zip with a single top folder ``otbtf_qgis/`` and no
-byte-code.
+package entries, ``metadata.txt``, ``LICENSE``, ``README.md`` and ``resources`` (edits
+show at once); ``--zip FILE`` writes the release zip with a single top folder
+``otbtf_qgis/`` holding the same entries and no byte-code.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _files(base: Path) -> list[Path]:
 
 
 def assemble_zip(zip_path: Path) -> Path:
-    """Write the release zip: ``otbtf_qgis/`` with the package, metadata, licence and resources."""
+    """Write the release zip: ``otbtf_qgis/`` with the package, metadata, licence, README and resources."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     temp = zip_path.with_name(zip_path.name + ".partial")
     with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -6,8 +6,9 @@ and validation points → TFRecords → training of the FCNN → serving over th
 a probability raster and a class map. ``otb_bandmath_serve.model3`` preprocesses the
 image with OTB (``otb:BandMathX``, QGIS's OTB provider) and serves a SavedModel on the
 result (``otbtf:modelserve``). The files are generated, so that they always match the
-algorithms' parameters; ``tests/processing/test_models.py`` and
-``tests/processing/test_otb_models.py`` run them headless.
+algorithms' parameters; ``tests/processing/test_demo.py``
+(``test_the_workflow_model_runs_headless``) and ``tests/processing/test_otb_models.py``
+run them headless.
 
 Usage: ``QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/build_models.py [NAME ...]``
 (default: every model; ``otb_bandmath_serve`` needs Debian's OTB, ``make setup-otb``).

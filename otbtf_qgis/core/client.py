@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from otbtf_qgis.core.errors import CancelledError, OtbtfError, error_from_dict
+from otbtf_qgis.core.outputs import remove_partials, remove_path
 from otbtf_qgis.core.progress import NullReporter, Reporter
-from otbtf_qgis.core.raster import remove_partials
 
 #: Seconds between the cancel request and SIGTERM, then between SIGTERM and SIGKILL.
 CANCEL_GRACE = 0.4
@@ -67,8 +67,7 @@ def worker_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]
 
 
 def run_worker(python: str, command: str, params: Mapping[str, Any], reporter: Reporter | None = None,
-               outputs: Iterable[str | os.PathLike[str]] = (), env: Mapping[str, str] | None = None,
-               cwd: str | None = None) -> dict[str, Any]:
+               outputs: Iterable[str | os.PathLike[str]] = (), env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run ``python -m otbtf_qgis.core COMMAND`` with ``params`` and return its result.
 
     Args:
@@ -79,7 +78,6 @@ def run_worker(python: str, command: str, params: Mapping[str, Any], reporter: R
         outputs: Output paths the job writes; on failure or cancel their temporary
             files are removed (and outputs published during a cancelled run too).
         env: Extra environment variables for the worker.
-        cwd: Working folder of the worker.
 
     Raises:
         CancelledError: the reporter asked to cancel; the worker was stopped.
@@ -97,7 +95,7 @@ def run_worker(python: str, command: str, params: Mapping[str, Any], reporter: R
             "--params", json.dumps(dict(params))]
     try:
         process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   env=worker_environment(env), cwd=cwd, text=True, encoding="utf-8",
+                                   env=worker_environment(env), text=True, encoding="utf-8",
                                    errors="replace", start_new_session=True)
     except OSError as exc:
         raise WorkerError(f"cannot start the worker '{python}': {exc.strerror}. Check the interpreter setting.",
@@ -234,12 +232,7 @@ def _cleanup(outputs: list[Path], existed: dict[Path, bool], published_too: bool
     for path in outputs:
         remove_partials(path)
         if published_too and not existed[path] and path.exists():
-            if path.is_dir():
-                import shutil
-
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+            remove_path(path)
 
 
 def _crash_message(returncode: int, tail: list[str], python: str) -> str:
@@ -261,15 +254,14 @@ def _crash_message(returncode: int, tail: list[str], python: str) -> str:
 def default_python_candidates() -> list[str]:
     """Interpreters to try, in order, when none is configured.
 
-    The development checkout's ``.venv`` (when the package is used from a checkout),
-    then ``python3`` on PATH, then ``/usr/bin/python3``.
+    The development checkout's ``.venv`` (the package root resolves through the
+    development plugin's symlinks to the checkout), then ``python3`` on PATH, then
+    ``/usr/bin/python3``. The Processing side tries the environment that
+    ``otbtf:createenvironment`` makes before these.
     """
     import shutil
 
-    candidates = []
-    root = package_root()
-    for venv in (root / ".venv", root.parent / ".venv", root.parent.parent / ".venv"):
-        candidates.append(str(venv / "bin" / "python"))
+    candidates = [str(package_root() / ".venv" / "bin" / "python")]
     found = shutil.which("python3")
     if found:
         candidates.append(found)

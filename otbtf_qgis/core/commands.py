@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.progress import Reporter
 
 
@@ -22,7 +21,6 @@ class CommandSpec:
     """How to run one worker command.
 
     Attributes:
-        name: Command name on the command line (``python -m otbtf_qgis.core NAME``).
         config: ``"module:Class"`` of the config dataclass.
         run: ``"module:function"`` of ``run(config, reporter) -> dict``.
         needs_tensorflow: Whether the command imports TensorFlow (checked first, with a
@@ -30,7 +28,6 @@ class CommandSpec:
         help: One-line description.
     """
 
-    name: str
     config: str
     run: str
     needs_tensorflow: bool
@@ -50,51 +47,38 @@ def _import(path: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-COMMANDS: dict[str, CommandSpec] = {}
-
-
-def register(spec: CommandSpec) -> CommandSpec:
-    """Add a command to the registry (names are unique)."""
-    if spec.name in COMMANDS:
-        raise ValueError(f"command {spec.name!r} is registered twice")
-    COMMANDS[spec.name] = spec
-    return spec
-
-
-def get_command(name: str) -> CommandSpec:
-    """Return the command called ``name``.
-
-    Raises:
-        InputError: listing the available commands when ``name`` is unknown.
-    """
-    try:
-        return COMMANDS[name]
-    except KeyError:
-        raise InputError(f"unknown command '{name}'. Available commands: {', '.join(sorted(COMMANDS))}.",
-                         "COMMAND") from None
-
-
-register(CommandSpec("environmentinfo", "otbtf_qgis.core.envinfo:EnvironmentInfoConfig",
-                     "otbtf_qgis.core.envinfo:run", True,
-                     "Report Python, TensorFlow, Keras, numpy and GDAL versions and TensorFlow's devices."))
-register(CommandSpec("diagnostics", "otbtf_qgis.core.diagnostics:DiagnosticsConfig",
-                     "otbtf_qgis.core.diagnostics:run", False,
-                     "Exercise the worker protocol (progress, errors, crashes, cancel) without TensorFlow."))
-register(CommandSpec("patchesselection", "otbtf_qgis.core.sampling:PatchesSelectionConfig",
-                     "otbtf_qgis.core.sampling:run", False,
-                     "Sample patch positions on a grid over a raster and split them train/valid/test."))
-register(CommandSpec("patchesextraction", "otbtf_qgis.core.extraction:PatchesExtractionConfig",
-                     "otbtf_qgis.core.extraction:run", False,
-                     "Extract the patches of one or more rasters at points into patches-images."))
-register(CommandSpec("createtfrecords", "otbtf_qgis.core.createtfrecords:CreateTFRecordsConfig",
-                     "otbtf_qgis.core.createtfrecords:run", True,
-                     "Convert patches folders (train, valid, test) to TFRecords shards."))
-register(CommandSpec("trainmodel", "otbtf_qgis.core.training_config:TrainModelConfig",
-                     "otbtf_qgis.core.training:run", True,
-                     "Train the FCNN (or a ModelBase subclass from a Python file) and export a SavedModel."))
-register(CommandSpec("receptivefield", "otbtf_qgis.core.receptive_field_config:ReceptiveFieldConfig",
-                     "otbtf_qgis.core.receptive_field:run", True,
-                     "Report a SavedModel's padding-free output size for an input size and the serving settings."))
-register(CommandSpec("modelserve", "otbtf_qgis.core.serving.config:ServeConfig",
-                     "otbtf_qgis.core.serving.engine:run", True,
-                     "Apply a SavedModel over whole rasters, tile by tile, cropped (OTBTF's TensorflowModelServe)."))
+#: The worker commands by name (``python -m otbtf_qgis.core NAME``), in the order of ``--help``.
+COMMANDS: dict[str, CommandSpec] = {
+    "environmentinfo": CommandSpec(
+        "otbtf_qgis.core.envinfo:EnvironmentInfoConfig", "otbtf_qgis.core.envinfo:run",
+        needs_tensorflow=True,
+        help="Report Python, TensorFlow, Keras, numpy and GDAL versions and TensorFlow's devices."),
+    "diagnostics": CommandSpec(
+        "otbtf_qgis.core.diagnostics:DiagnosticsConfig", "otbtf_qgis.core.diagnostics:run",
+        needs_tensorflow=False,
+        help="Exercise the worker protocol (progress, errors, crashes, cancel) without TensorFlow."),
+    "patchesselection": CommandSpec(
+        "otbtf_qgis.core.sampling:PatchesSelectionConfig", "otbtf_qgis.core.sampling:run",
+        needs_tensorflow=False,
+        help="Sample patch positions on a grid over a raster and split them train/valid/test."),
+    "patchesextraction": CommandSpec(
+        "otbtf_qgis.core.extraction:PatchesExtractionConfig", "otbtf_qgis.core.extraction:run",
+        needs_tensorflow=False,
+        help="Extract the patches of one or more rasters at points into patches-images."),
+    "createtfrecords": CommandSpec(
+        "otbtf_qgis.core.createtfrecords:CreateTFRecordsConfig", "otbtf_qgis.core.createtfrecords:run",
+        needs_tensorflow=True,
+        help="Convert patches folders (train, valid, test) to TFRecords shards."),
+    "trainmodel": CommandSpec(
+        "otbtf_qgis.core.training_config:TrainModelConfig", "otbtf_qgis.core.training:run",
+        needs_tensorflow=True,
+        help="Train the FCNN (or a ModelBase subclass from a Python file) and export a SavedModel."),
+    "receptivefield": CommandSpec(
+        "otbtf_qgis.core.receptive_field_config:ReceptiveFieldConfig", "otbtf_qgis.core.receptive_field:run",
+        needs_tensorflow=True,
+        help="Report a SavedModel's padding-free output size for an input size and the serving settings."),
+    "modelserve": CommandSpec(
+        "otbtf_qgis.core.serving.config:ServeConfig", "otbtf_qgis.core.serving.engine:run",
+        needs_tensorflow=True,
+        help="Apply a SavedModel over whole rasters, tile by tile, cropped (OTBTF's TensorflowModelServe)."),
+}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from otbtf_qgis.core.errors import DatasetError, InputError
-from otbtf_qgis.core.raster import PARTIAL_MARK
+from otbtf_qgis.core.outputs import PARTIAL_MARK
 
 MANIFEST_NAME = "manifest.json"
 PATCHES_FORMAT = "otbtf_qgis-patches/1"

@@ -3,8 +3,10 @@
 It reports progress over ``steps`` steps of ``step_seconds``, optionally writing a
 small GeoTIFF atomically (so cancel and crash handling can be checked on a real output),
 and can end in a chosen failure: a structured error, an unexpected exception, a hard
-crash (``SIGSEGV``), or a non-zero exit. Used by the test suite and handy to check a
-worker interpreter from the Processing settings.
+crash (``SIGSEGV``), or a non-zero exit. ``unresponsive`` ignores ``SIGTERM`` from the
+start, so that only ``SIGKILL`` stops it during a step (the last resort of a cancel).
+Used by the test suite and handy to check a worker interpreter from the Processing
+settings.
 """
 
 from __future__ import annotations
@@ -30,14 +32,17 @@ class DiagnosticsConfig:
     steps: int = field(default=10, metadata={"help": "number of progress steps"})
     step_seconds: float = field(default=0.0, metadata={"help": "seconds per step"})
     output: str = field(default="", metadata={"help": "optional GeoTIFF written one row per step"})
-    fail: Literal["none", "error", "exception", "crash", "exit"] = field(
-        default="none", metadata={"help": "how to end: none, error, exception, crash, exit"})
+    fail: Literal["none", "error", "exception", "crash", "exit", "unresponsive"] = field(
+        default="none", metadata={"help": "how to end: none, error, exception, crash, exit; "
+                                          "unresponsive ignores SIGTERM"})
 
 
 def run(config: DiagnosticsConfig, reporter: Reporter) -> dict[str, Any]:
     """Run the diagnostics job (see module docstring)."""
     if config.steps < 1:
         raise InputError(f"must be at least 1, got {config.steps}.", "STEPS")
+    if config.fail == "unresponsive":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     writer = GeoTiffWriter(config.output, 8, config.steps, 1, np.uint8, (0, 1, 0, 0, 0, -1)) if config.output else None
     try:
         for step in range(config.steps):

@@ -19,8 +19,9 @@ import tensorflow as tf
 from otbtf_qgis.core.errors import InputError, ModelError
 from otbtf_qgis.core.model import ModelBase
 from otbtf_qgis.core.model_graph import analyze_function, keras_model_function
+from otbtf_qgis.core.outputs import PARTIAL_MARK
 from otbtf_qgis.core.progress import NullReporter, Reporter
-from otbtf_qgis.core.raster import PARTIAL_MARK, atomic_output
+from otbtf_qgis.core.raster import atomic_output
 from otbtf_qgis.core.receptive_field import (
     MODEL_JSON,
     ReceptiveFieldReport,

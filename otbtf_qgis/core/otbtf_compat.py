@@ -56,6 +56,7 @@ from osgeo import gdal
 from otbtf_qgis.core.config import convert_value
 from otbtf_qgis.core.errors import CancelledError, InputError, OtbtfError, RasterIOError
 from otbtf_qgis.core.extraction import SourceSpec, default_source_names, extract_patches
+from otbtf_qgis.core.outputs import partial_name
 from otbtf_qgis.core.progress import NullReporter, Reporter, TextReporter
 from otbtf_qgis.core.pyotb_io import ScratchRasters, is_pyotb_image
 from otbtf_qgis.core.raster import (
@@ -63,7 +64,6 @@ from otbtf_qgis.core.raster import (
     gdal_array_type,
     numpy_to_gdal_type,
     open_raster,
-    partial_name,
 )
 from otbtf_qgis.core.serving.config import ServeConfig, SourceConfig
 from otbtf_qgis.core.windows import Window

@@ -4,14 +4,13 @@ Arrays are ``(rows, cols, bands)`` ("pixel interleaved"), the layout TensorFlow 
 Windows (see :mod:`otbtf_qgis.core.windows`) may reach outside the image: the part
 outside is filled with a value. Outputs are written to a hidden temporary name beside
 the destination and renamed only when complete, so a failed or cancelled run leaves no
-half-written file (see :func:`partial_name`).
+half-written file (see :func:`otbtf_qgis.core.outputs.partial_name`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy.typing as npt
 from osgeo import gdal, osr
 
 from otbtf_qgis.core.errors import InputError, RasterIOError
+from otbtf_qgis.core.outputs import partial_name, remove_path
 from otbtf_qgis.core.windows import Window, clip, padding
 
 gdal.UseExceptions()
@@ -41,39 +41,6 @@ DEFAULT_CREATION_OPTIONS: tuple[str, ...] = (
     "BIGTIFF=IF_SAFER",
 )
 
-PARTIAL_MARK = ".partial-"
-
-
-def partial_name(final: str | os.PathLike[str]) -> Path:
-    """Temporary sibling of ``final`` used while it is written.
-
-    ``/d/out.tif`` → ``/d/.out.tif.partial-<pid>.tif``: hidden, unique per process,
-    same suffix (drivers that look at it are happy), and recognisable by
-    :func:`remove_partials` after a crash.
-    """
-    path = Path(final)
-    return path.with_name(f".{path.name}{PARTIAL_MARK}{os.getpid()}{path.suffix}")
-
-
-def remove_partials(final: str | os.PathLike[str]) -> list[Path]:
-    """Delete temporary siblings of ``final`` left by any process; return what was removed."""
-    path = Path(final)
-    removed = []
-    if path.parent.is_dir():
-        for candidate in path.parent.glob(f".{path.name}{PARTIAL_MARK}*"):
-            _remove_path(candidate)
-            removed.append(candidate)
-    return removed
-
-
-def _remove_path(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
 @contextlib.contextmanager
 def atomic_output(final: str | os.PathLike[str], parameter: str = "OUTPUT") -> Iterator[Path]:
     """Yield a temporary path to write ``final`` (file or folder) to; publish it on success.
@@ -87,14 +54,14 @@ def atomic_output(final: str | os.PathLike[str], parameter: str = "OUTPUT") -> I
     final_path = Path(final)
     ensure_writable_parent(final_path, parameter)
     temp = partial_name(final_path)
-    _remove_path(temp)
+    remove_path(temp)
     try:
         yield temp
     except BaseException:
-        _remove_path(temp)
+        remove_path(temp)
         raise
     if final_path.exists() or final_path.is_symlink():
-        _remove_path(final_path)
+        remove_path(final_path)
     os.replace(temp, final_path)
 
 
@@ -364,13 +331,13 @@ class GeoTiffWriter(PublishOnSuccess):
         self.options = list(creation_options if creation_options is not None else DEFAULT_CREATION_OPTIONS)
         ensure_writable_parent(self.path, parameter)
         self.temp = partial_name(self.path)
-        _remove_path(self.temp)
+        remove_path(self.temp)
         driver = gdal.GetDriverByName("GTiff")
         try:
             self.dataset: gdal.Dataset | None = driver.Create(
                 str(self.temp), width, height, bands, numpy_to_gdal_type(self.dtype), self.options)
         except RuntimeError as exc:
-            _remove_path(self.temp)
+            remove_path(self.temp)
             raise RasterIOError(f"cannot create '{self.path}': {exc}. Check the folder, the free space and "
                                 "the creation options.", parameter) from exc
         assert self.dataset is not None
@@ -465,13 +432,13 @@ class GeoTiffWriter(PublishOnSuccess):
                            creationOptions=[*options, "BLOCKSIZE=512", "OVERVIEWS=AUTO"])
             os.replace(cog_temp, self.temp)
         finally:
-            _remove_path(cog_temp)
+            remove_path(cog_temp)
 
     def abort(self) -> None:
         """Close and delete the temporary file; nothing is published."""
         self.dataset = None
-        _remove_path(self.temp)
-        _remove_path(self.temp.with_name(self.temp.name + ".aux.xml"))
+        remove_path(self.temp)
+        remove_path(self.temp.with_name(self.temp.name + ".aux.xml"))
 
 
 

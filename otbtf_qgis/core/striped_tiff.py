@@ -27,7 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from otbtf_qgis.core.errors import RasterIOError
-from otbtf_qgis.core.raster import PublishOnSuccess, ensure_writable_parent, partial_name
+from otbtf_qgis.core.outputs import partial_name
+from otbtf_qgis.core.raster import PublishOnSuccess, ensure_writable_parent
 
 #: TIFF ``SampleFormat`` of each supported numpy kind: unsigned, signed, float.
 _SAMPLE_FORMAT = {"u": 1, "i": 2, "f": 3}

@@ -21,7 +21,8 @@ import numpy.typing as npt
 from osgeo import ogr, osr
 
 from otbtf_qgis.core.errors import InputError, RasterIOError
-from otbtf_qgis.core.raster import ensure_writable_parent, partial_name, same_crs, srs_from_wkt
+from otbtf_qgis.core.outputs import partial_name
+from otbtf_qgis.core.raster import ensure_writable_parent, same_crs, srs_from_wkt
 
 ogr.UseExceptions()
 osr.UseExceptions()

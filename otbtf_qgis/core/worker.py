@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import IO, Any
 
-from otbtf_qgis.core.commands import COMMANDS, get_command
+from otbtf_qgis.core.commands import COMMANDS
 from otbtf_qgis.core.config import add_config_arguments, config_from_args
 from otbtf_qgis.core.errors import CancelledError, DependencyError, InputError, OtbtfError
 from otbtf_qgis.core.progress import JsonLinesReporter, Reporter, TextReporter
@@ -35,9 +35,9 @@ TENSORFLOW_REQUIREMENT = "tensorflow-cpu==2.21.0 numpy==1.26.4 tensorboard==2.21
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 
-def tensorflow_install_hint(python: str | None = None) -> str:
-    """The exact command that installs TensorFlow for ``python`` (default: this interpreter)."""
-    return f"{python or sys.executable} -m pip install {TENSORFLOW_REQUIREMENT}"
+def tensorflow_install_hint() -> str:
+    """The exact command that installs TensorFlow for this interpreter."""
+    return f"{sys.executable} -m pip install {TENSORFLOW_REQUIREMENT}"
 
 
 def check_tensorflow() -> None:
@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m otbtf_qgis.core",
                                      description="Run an otbtf_qgis job (the worker behind the QGIS algorithms).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for spec in COMMANDS.values():
-        command = sub.add_parser(spec.name, help=spec.help, description=spec.help)
+    for name, spec in COMMANDS.items():
+        command = sub.add_parser(name, help=spec.help, description=spec.help)
         command.add_argument("--params", default=None,
                              help="settings as a JSON object, @FILE to read them from a file, or - for stdin")
         command.add_argument("--jsonl", action="store_true", help="speak the JSON-lines protocol on stdout")
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        spec = get_command(args.command)
+        spec = COMMANDS[args.command]  # argparse has refused unknown names
         config = config_from_args(spec.config_class(), args, _load_params(args.params))
         if spec.needs_tensorflow:
             check_tensorflow()

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
-    QgsApplication,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -18,9 +17,9 @@ from qgis.core import (
 )
 
 from otbtf_qgis.core.environment import DEFAULT_REQUIREMENTS, create_worker_environment
-from otbtf_qgis.core.errors import CancelledError, OtbtfError
+from otbtf_qgis.core.errors import OtbtfError
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
-from otbtf_qgis.processing.worker import PYTHON_SETTING, FeedbackReporter
+from otbtf_qgis.processing.worker import PYTHON_SETTING, FeedbackReporter, default_environment_folder
 
 
 def qgis_python() -> str:
@@ -33,11 +32,6 @@ def qgis_python() -> str:
         if candidate.exists():
             return str(candidate)
     return sys.executable
-
-
-def default_environment_folder() -> str:
-    """``<QGIS profile folder>/otbtf_qgis/venv``: per profile, writable, outside the plugin folder."""
-    return str(Path(QgsApplication.qgisSettingsDirPath()) / "otbtf_qgis" / "venv")
 
 
 class CreateEnvironmentAlgorithm(OtbtfAlgorithm):
@@ -62,7 +56,7 @@ class CreateEnvironmentAlgorithm(OtbtfAlgorithm):
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 - QGIS API name
         """Declare the parameters and outputs."""
         self.addParameter(QgsProcessingParameterFolderDestination(
-            self.OUTPUT_FOLDER, self.tr("Environment folder"), defaultValue=default_environment_folder()))
+            self.OUTPUT_FOLDER, self.tr("Environment folder"), defaultValue=str(default_environment_folder())))
         # A string, not a file parameter: interpreters are often extension-less symlinks,
         # which the file parameter's validation rejects.
         self.addParameter(QgsProcessingParameterString(
@@ -84,9 +78,7 @@ class CreateEnvironmentAlgorithm(OtbtfAlgorithm):
         try:
             result = create_worker_environment(folder, base, packages, verify=True,
                                                reporter=FeedbackReporter(feedback))
-        except CancelledError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        except OtbtfError as exc:
+        except OtbtfError as exc:  # CancelledError included: its message says how to resume
             raise QgsProcessingException(str(exc)) from exc
         if self.parameterAsBoolean(parameters, self.SET_DEFAULT, context):
             from processing.core.ProcessingConfig import ProcessingConfig  # type: ignore[import-not-found]

@@ -1,7 +1,8 @@
 """Runs core jobs in the worker interpreter on behalf of Processing algorithms.
 
 Finds the interpreter (the ``OTBTF_QGIS_PYTHON`` environment variable, else the
-provider setting in Processing > Options > Providers > OTBTF, else a default), adapts
+provider setting in Processing > Options > Providers > OTBTF, else the environment
+``otbtf:createenvironment`` makes by default, else a default Python), adapts
 ``QgsProcessingFeedback`` to the core's reporter protocol, and maps worker errors to
 ``QgsProcessingException``.
 """
@@ -13,9 +14,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from qgis.core import QgsProcessingException, QgsProcessingFeedback
+from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback
 
 from otbtf_qgis.core.client import PYTHON_ENV_VAR, default_python_candidates, run_worker
+from otbtf_qgis.core.environment import venv_python
 from otbtf_qgis.core.errors import CancelledError, OtbtfError
 from otbtf_qgis.core.progress import Reporter
 
@@ -58,12 +60,25 @@ def configured_python() -> str:
     return str(value).strip() if value else ""
 
 
+def default_environment_folder() -> Path:
+    """``<QGIS profile folder>/otbtf_qgis/venv``: per profile, writable, outside the plugin folder.
+
+    Where ``otbtf:createenvironment`` creates the worker's environment by default.
+    """
+    return Path(QgsApplication.qgisSettingsDirPath()) / "otbtf_qgis" / "venv"
+
+
 def worker_python() -> str:
-    """The interpreter that runs the worker: environment variable, setting, then defaults."""
+    """The interpreter that runs the worker.
+
+    The ``OTBTF_QGIS_PYTHON`` environment variable, else the provider setting, else the
+    Python of :func:`default_environment_folder` if it exists, else the first existing
+    of :func:`~otbtf_qgis.core.client.default_python_candidates`.
+    """
     explicit = os.environ.get(PYTHON_ENV_VAR, "").strip() or configured_python()
     if explicit:
         return explicit
-    for candidate in default_python_candidates():
+    for candidate in (str(venv_python(default_environment_folder())), *default_python_candidates()):
         if Path(candidate).exists():
             return candidate
     return "python3"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from osgeo import gdal
 
-from otbtf_qgis.core.client import WorkerError, run_worker
+from otbtf_qgis.core.client import CANCEL_GRACE, WorkerError, run_worker
 from otbtf_qgis.core.errors import CancelledError, DependencyError, InputError
 from otbtf_qgis.core.progress import Reporter
 
@@ -90,7 +90,7 @@ def test_cancel_mid_run_stops_within_a_second_and_leaves_no_output(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cancel_of_an_unresponsive_worker_escalates_to_kill(tmp_path: Path):
+def test_cancel_of_a_sleeping_worker_escalates_to_sigterm(tmp_path: Path):
     # A step of 30 s ignores the cooperative cancel; SIGTERM is handled only between
     # bytecodes, but time.sleep is interrupted by it, so the job dies within the grace.
     out = tmp_path / "diag.tif"
@@ -106,6 +106,25 @@ def test_cancel_of_an_unresponsive_worker_escalates_to_kill(tmp_path: Path):
         run_worker(PYTHON, "diagnostics", {"steps": 2, "step_seconds": 30, "output": str(out)}, Canceller(),
                    outputs=[out])
     assert time.monotonic() - start < 3.0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_of_a_worker_that_ignores_sigterm_escalates_to_sigkill(tmp_path: Path):
+    out = tmp_path / "diag.tif"
+    cancel = threading.Event()
+    threading.Timer(1.0, cancel.set).start()
+
+    class Canceller(Reporter):
+        def is_canceled(self) -> bool:
+            return cancel.is_set()
+
+    start = time.monotonic()
+    with pytest.raises(CancelledError):
+        run_worker(PYTHON, "diagnostics", {"steps": 2, "step_seconds": 30, "output": str(out), "fail": "unresponsive"},
+                   Canceller(), outputs=[out])
+    elapsed = time.monotonic() - start
+    # Cancel line, CANCEL_GRACE, SIGTERM (ignored), CANCEL_GRACE, SIGKILL.
+    assert 1.0 + 2 * CANCEL_GRACE <= elapsed < 4.0
     assert list(tmp_path.iterdir()) == []
 
 
@@ -130,7 +149,7 @@ def test_missing_tensorflow_says_how_to_install_it():
 
 
 def test_unknown_command_lists_available_ones():
-    with pytest.raises(WorkerError, match="invalid choice"):
+    with pytest.raises(WorkerError, match=r"invalid choice.*choose from .*'diagnostics'"):
         run_worker(PYTHON, "nosuchcommand", {})
 
 

@@ -7,15 +7,14 @@ import pytest
 from osgeo import gdal
 
 from otbtf_qgis.core.errors import InputError, RasterIOError
+from otbtf_qgis.core.outputs import partial_name
 from otbtf_qgis.core.raster import (
     GeoTiffWriter,
     RasterInfo,
     atomic_output,
     open_raster,
-    partial_name,
     raster_info,
     read_window,
-    remove_partials,
     same_crs,
     window_geotransform,
     write_array,
@@ -179,16 +178,6 @@ def test_atomic_output_for_folders(tmp_path: Path):
         temp.mkdir()
         raise KeyError("x")
     assert (final / "a.txt").exists() and len(list(tmp_path.iterdir())) == 1
-
-
-def test_remove_partials_cleans_leftovers_of_dead_processes(tmp_path: Path):
-    final = tmp_path / "out.tif"
-    leftover = final.with_name(".out.tif.partial-99999.tif")
-    leftover.write_text("half")
-    other = tmp_path / ".other.tif.partial-1.tif"
-    other.write_text("keep")
-    assert remove_partials(final) == [leftover]
-    assert other.exists() and not leftover.exists()
 
 
 def test_window_geotransform():

@@ -8,7 +8,8 @@ from osgeo import gdal
 
 from otbtf_qgis.core import striped_tiff
 from otbtf_qgis.core.errors import RasterIOError
-from otbtf_qgis.core.raster import GeoTiffWriter, partial_name
+from otbtf_qgis.core.outputs import partial_name
+from otbtf_qgis.core.raster import GeoTiffWriter
 from otbtf_qgis.core.striped_tiff import StripedTiffWriter, supports
 from otbtf_qgis.core.windows import Window
 

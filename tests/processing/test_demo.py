@@ -22,7 +22,7 @@ CLASSES = ["crop", "developed", "tree", "water"]
 
 @pytest.fixture(scope="session")
 def demo_data() -> Path:
-    """The scene, polygons and points, fetched once (and cached under data/)."""
+    """The scene and the polygons, fetched once (and cached under data/)."""
     target = ROOT / "data" / "demo"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch_demo_data.py"), "--target", str(target),
                     "--cache", str(target.parent)], check=True, capture_output=True)

@@ -26,7 +26,9 @@ def test_provider_identity_and_algorithms(provider):
     assert (provider.id(), provider.name()) == ("otbtf", "OTBTF")
     assert not provider.icon().isNull()
     ids = sorted(alg.id() for alg in provider.algorithms())
-    assert "otbtf:environmentinfo" in ids
+    # The ids the README documents; they are stable (models and scripts name them).
+    assert ids == ["otbtf:createenvironment", "otbtf:createtfrecords", "otbtf:environmentinfo", "otbtf:modelserve",
+                   "otbtf:patchesextraction", "otbtf:patchesselection", "otbtf:receptivefield", "otbtf:trainmodel"]
     for alg in provider.algorithms():
         assert alg.name() == alg.name().lower() and alg.groupId() == alg.groupId().lower()
         assert alg.shortHelpString() and not alg.icon().isNull()
@@ -38,6 +40,24 @@ def test_worker_python_prefers_the_environment_variable(monkeypatch, tmp_path: P
     assert worker_python() == "/opt/custom/python"
     monkeypatch.delenv("OTBTF_QGIS_PYTHON")
     assert Path(worker_python()).exists()
+
+
+def test_worker_python_defaults_to_the_environment_createenvironment_makes(monkeypatch, tmp_path: Path):
+    monkeypatch.delenv("OTBTF_QGIS_PYTHON", raising=False)
+    monkeypatch.setattr(worker_module, "configured_python", lambda: "")
+    monkeypatch.setattr(worker_module, "default_environment_folder", lambda: tmp_path / "venv")
+    assert worker_python() != str(tmp_path / "venv" / "bin" / "python")
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    assert worker_python() == str(python)
+    monkeypatch.setattr(worker_module, "configured_python", lambda: "/opt/configured/python")
+    assert worker_python() == "/opt/configured/python"
+
+
+def test_default_environment_folder_is_in_the_qgis_profile(qgis_app):
+    folder = worker_module.default_environment_folder()
+    assert folder == Path(QgsApplication.qgisSettingsDirPath()) / "otbtf_qgis" / "venv"
 
 
 def test_feedback_receives_progress_and_messages(monkeypatch):
