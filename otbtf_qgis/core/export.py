@@ -22,12 +22,12 @@ from otbtf_qgis.core.model_graph import analyze_function, keras_model_function
 from otbtf_qgis.core.progress import NullReporter, Reporter
 from otbtf_qgis.core.raster import PARTIAL_MARK, atomic_output
 from otbtf_qgis.core.receptive_field import (
-    MODEL_JSON,
     ReceptiveFieldReport,
     ceil_to_multiple,
     output_order,
     split_crop_name,
 )
+from otbtf_qgis.core.serving.model import METADATA_FILE, is_saved_model
 
 MODEL_FORMAT = "otbtf_qgis-model/1"
 HISTORY_JSON = "history.json"
@@ -50,7 +50,7 @@ def check_model_folder(path: str | Path, parameter: str = "OUTPUT_MODEL") -> Pat
                          parameter)
     if folder.is_dir():
         entries = sorted(e.name for e in folder.iterdir() if PARTIAL_MARK not in e.name)
-        ours = (folder / MODEL_JSON).is_file() or (folder / "saved_model.pb").is_file()
+        ours = (folder / METADATA_FILE).is_file() or is_saved_model(folder)
         if entries and not ours:
             shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
             raise InputError(f"the folder '{folder}' holds files that are not a model ({shown}). The output must "
@@ -156,7 +156,7 @@ def export_model(model: ModelBase, output: str | Path, patch_sizes: Mapping[str,
     description = describe_model(model, patch_sizes, class_names, report, training)
     with atomic_output(output, "OUTPUT_MODEL") as temp:
         model.export(temp)
-        (temp / MODEL_JSON).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+        (temp / METADATA_FILE).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
         if history is not None:
             (temp / HISTORY_JSON).write_text(json.dumps(dict(history), indent=2) + "\n", encoding="utf-8")
     return description

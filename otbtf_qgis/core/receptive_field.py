@@ -28,24 +28,20 @@ the operations of a TensorFlow graph, and :func:`run` is the ``receptivefield`` 
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from otbtf_qgis.core.errors import InputError, ModelError
+from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.progress import Reporter
 
 Mask = npt.NDArray[np.bool_]
 
-#: The name of the JSON file written beside a SavedModel for serving (see docs/formats.md).
-MODEL_JSON = "otbtf_model.json"
 _CROP_NAME = re.compile(r"^(?P<base>.+)_crop(?P<crop>\d+)$")
 
 
@@ -409,24 +405,15 @@ def _yx(size: tuple[int, int] | None) -> tuple[int, int] | None:
     return (size[1], size[0]) if size else None
 
 
-def read_model_json(model_dir: str | Path) -> dict[str, Any]:
-    """The ``otbtf_model.json`` beside a SavedModel, or ``{}`` when absent or unreadable."""
-    path = Path(model_dir) / MODEL_JSON
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def input_sizes_for(input_size: int, inputs: Sequence[str], model_json: dict[str, Any]) -> dict[str, tuple[int, int]]:
+def input_sizes_for(input_size: int, inputs: Sequence[str],
+                    described: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
     """Input sizes to analyse: ``input_size`` for the first input, the others scaled like their training patches.
 
-    Without training patch sizes (no ``otbtf_model.json``) every input gets ``input_size``.
+    ``described`` is the ``inputs`` section of ``otbtf_model.json`` (``patch_size`` as
+    ``[x, y]`` per input); without it every input gets ``input_size``.
     """
     if input_size < 1:
         raise InputError(f"must be a positive number of pixels, got {input_size}.", "INPUT_SIZE")
-    described = model_json.get("inputs", {}) if isinstance(model_json.get("inputs"), dict) else {}
     first_patch = described.get(inputs[0], {}).get("patch_size") if inputs else None
     sizes = {}
     for name in inputs:
@@ -443,13 +430,8 @@ def run(config: Any, reporter: Reporter) -> dict[str, Any]:
     """The ``receptivefield`` job: analyse a SavedModel for an input size; return tables and recommendation."""
     from otbtf_qgis.core.model_graph import analyze_saved_model
 
-    model_dir = Path(config.model)
-    if not (model_dir / "saved_model.pb").is_file():
-        raise ModelError(f"'{model_dir}' is not a SavedModel folder (no saved_model.pb). Choose the folder written "
-                         "by Train model (or by model.export()).", "MODEL")
     reporter.progress(0.05)
-    model_json = read_model_json(model_dir)
-    report = analyze_saved_model(model_dir, config.input_size, model_json, reporter.sub(0.05, 0.95))
+    report = analyze_saved_model(config.model, config.input_size, reporter.sub(0.05, 0.95))
     markdown = report_markdown(report)
     for line in markdown.splitlines():
         reporter.info(line)

@@ -52,7 +52,7 @@ from otbtf_qgis.core.export import HISTORY_JSON, TARGET_KEY, check_model_folder,
 from otbtf_qgis.core.fcnn import DEFAULT_INPUT_SCALE, FCNNModel
 from otbtf_qgis.core.model import ModelBase, is_chief
 from otbtf_qgis.core.progress import NullReporter, Reporter
-from otbtf_qgis.core.receptive_field import MODEL_JSON
+from otbtf_qgis.core.serving.model import METADATA_FILE
 from otbtf_qgis.core.training_config import TrainModelConfig, training_folder
 
 #: Dataset keys holding labels, in order of preference: label patches, then per-sample classes.
@@ -664,7 +664,7 @@ def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str,
                   f"RFIELD={serving['receptive_field'][0]}, EFIELD={serving['expression_field'][0]}")
     return {
         "output_model": str(output),
-        "model_json": str(output / MODEL_JSON),
+        "model_json": str(output / METADATA_FILE),
         "history": str(output / HISTORY_JSON),
         "training_folder": str(workspace_path),
         "tensorboard": str(workspace_path / LOGS),

@@ -178,8 +178,8 @@ def test_report_tables():
 
 
 def test_input_sizes_scale_with_training_patches():
-    model_json = {"inputs": {"input_p": {"patch_size": [64, 64]}, "input_xs": {"patch_size": [16, 16]}}}
-    assert input_sizes_for(128, ["input_p", "input_xs"], model_json) == {"input_p": (128, 128), "input_xs": (32, 32)}
+    described = {"input_p": {"patch_size": [64, 64]}, "input_xs": {"patch_size": [16, 16]}}
+    assert input_sizes_for(128, ["input_p", "input_xs"], described) == {"input_p": (128, 128), "input_xs": (32, 32)}
     assert input_sizes_for(50, ["a", "b"], {}) == {"a": (50, 50), "b": (50, 50)}
     with pytest.raises(InputError, match="INPUT_SIZE"):
         input_sizes_for(0, ["a"], {})
