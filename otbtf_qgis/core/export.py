@@ -88,7 +88,7 @@ def describe_model(model: ModelBase, patch_sizes: Mapping[str, tuple[int, int]],
                     "patch_size": [patch_sizes[key][1], patch_sizes[key][0]]} for key in patch_sizes}
     class_output = class_output_name(model)
     outputs = sorted(model.inference_output_names, key=output_order)
-    tensors = dict(zip(model.inference_model.output_names, model.inference_model.outputs, strict=True))
+    tensors = dict(model.inference_model.output)
     channels = tensors[class_output].shape[-1] if class_output in tensors else None
     n_classes = int(channels) if channels is not None else None
     step = report.size_step if report else 1
