@@ -30,7 +30,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,13 +53,6 @@ def same_padding_before(in_size: int, out_size: int, kernel: int, stride: int, d
     """
     effective = dilation * (kernel - 1) + 1
     return max((out_size - 1) * stride + effective - in_size, 0) // 2
-
-
-def conv_output_size(in_size: int, kernel: int, stride: int, padding: str, dilation: int = 1) -> int:
-    """Output size of a convolution or pooling: ``⌈n/s⌉`` ("same") or ``⌊(n − d·(k−1) − 1)/s⌋ + 1`` ("valid")."""
-    if padding.upper() == "SAME":
-        return -(-in_size // stride)
-    return max((in_size - dilation * (kernel - 1) - 1) // stride + 1, 0)
 
 
 def conv_valid_mask(mask: Mask, kernel: int, stride: int, pad_before: int, out_size: int, dilation: int = 1) -> Mask:
@@ -115,21 +108,10 @@ def valid_run(mask: Mask) -> tuple[int, int]:
     return best
 
 
-def expression_field(receptive_field: int, crop: int) -> int:
-    """``ef = rf − 2·crop`` for a cropped output whose size equals its input's (OTBTF's serving rule)."""
-    return receptive_field - 2 * crop
-
-
 def crop_covers(valid: tuple[int, int], size: int, crop: int) -> bool:
     """Whether cropping ``crop`` pixels on each side of a ``size`` output keeps only the ``valid`` run."""
     start, stop = valid
     return crop >= start and size - crop <= stop and size - 2 * crop >= 1
-
-
-def smallest_covering_crop(valid: tuple[int, int], size: int, crops: Iterable[int]) -> int | None:
-    """The smallest of ``crops`` that keeps only valid pixels and at least one, or None."""
-    fitting = [c for c in sorted(crops) if crop_covers(valid, size, c)]
-    return fitting[0] if fitting else None
 
 
 def split_crop_name(name: str) -> tuple[str, int] | None:
