@@ -24,8 +24,8 @@ from otbtf_qgis.core.raster import PARTIAL_MARK, atomic_output
 from otbtf_qgis.core.receptive_field import (
     ReceptiveFieldReport,
     ceil_to_multiple,
+    cropped_outputs,
     output_order,
-    split_crop_name,
 )
 from otbtf_qgis.core.serving.model import METADATA_FILE, is_saved_model
 
@@ -93,14 +93,10 @@ def describe_model(model: ModelBase, patch_sizes: Mapping[str, tuple[int, int]],
     n_classes = int(channels) if channels is not None else None
     step = report.size_step if report else 1
     cropped: dict[str, Any] = {}
-    for name in outputs:
-        split = split_crop_name(name)
-        if not split or split[0] not in outputs:
-            continue
-        crop = split[1]
+    for name, (base, crop) in cropped_outputs(outputs).items():
         rf_x = cols if cols - 2 * crop >= 1 else ceil_to_multiple(2 * crop + step, step)
         rf_y = rows if rows - 2 * crop >= 1 else ceil_to_multiple(2 * crop + step, step)
-        cropped[name] = {"output": split[0], "crop": crop, "receptive_field": [rf_x, rf_y],
+        cropped[name] = {"output": base, "crop": crop, "receptive_field": [rf_x, rf_y],
                          "expression_field": [rf_x - 2 * crop, rf_y - 2 * crop]}
     serving = _serving_defaults(class_output, cropped, report, (cols, rows))
     description: dict[str, Any] = {

@@ -30,7 +30,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,16 @@ def split_crop_name(name: str) -> tuple[str, int] | None:
     return (match["base"], int(match["crop"])) if match else None
 
 
+def cropped_outputs(names: Collection[str]) -> dict[str, tuple[str, int]]:
+    """The cropped outputs among ``names`` whose base output is there too: name → ``(base output, crop)``."""
+    found = {}
+    for name in names:
+        split = split_crop_name(name)
+        if split and split[0] in names:
+            found[name] = split
+    return found
+
+
 def output_order(name: str) -> tuple[str, int]:
     """Sort key of output names: each output, then its cropped versions by increasing crop."""
     split = split_crop_name(name)
@@ -204,15 +214,6 @@ class ReceptiveFieldReport:
     expression_field: tuple[int, int] | None = None
     notes: list[str] = field(default_factory=list)
 
-    def cropped_outputs(self) -> dict[str, tuple[str, int]]:
-        """Cropped outputs present: name → ``(base output, crop)``."""
-        found = {}
-        for name in self.outputs:
-            split = split_crop_name(name)
-            if split and split[0] in self.outputs:
-                found[name] = split
-        return found
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (sizes as lists)."""
         return {
@@ -243,7 +244,7 @@ def recommend(report: ReceptiveFieldReport, class_output: str | None = None) -> 
     first_input = next(iter(report.input_sizes.values()))
     rf = (first_input[1], first_input[0])
     crops_by_base: dict[str, list[int]] = {}
-    for base_name, crop_size in report.cropped_outputs().values():
+    for base_name, crop_size in cropped_outputs(report.outputs).values():
         crops_by_base.setdefault(base_name, []).append(crop_size)
     base = class_output if class_output in report.outputs else next(iter(crops_by_base), None)
     if base is None:
@@ -318,12 +319,12 @@ def report_tables(report: ReceptiveFieldReport) -> tuple[list[str], list[list[st
                      "Padding-free"]
     output_rows = []
     rf = first[1]
+    cropped = cropped_outputs(report.outputs)
     for name in sorted(report.outputs, key=output_order):
         output = report.outputs[name]
-        split = split_crop_name(name)
-        base = report.outputs.get(split[0]) if split else None
-        if split and base is not None and base.size is not None:
-            crop = split[1]
+        base = report.outputs[cropped[name][0]] if name in cropped else None
+        if base is not None and base.size is not None:
+            crop = cropped[name][1]
             ef = (base.size[0] - 2 * crop, base.size[1] - 2 * crop)
             output_rows.append([name, str(crop), _size_text(output.size), _size_text(output.valid_size),
                                 _size_text(rf), _size_text(ef) if min(ef) >= 1 else "none",

@@ -13,6 +13,7 @@ from otbtf_qgis.core.receptive_field import (
     ReceptiveFieldReport,
     conv_valid_mask,
     crop_covers,
+    cropped_outputs,
     input_sizes_for,
     recommend,
     report_html,
@@ -144,6 +145,12 @@ def test_valid_run_and_crop_helpers():
     assert not crop_covers((0, 64), 64, 32)  # nothing left
     assert split_crop_name("predictions_softmax_tensor_crop16") == ("predictions_softmax_tensor", 16)
     assert split_crop_name("predictions") is None
+
+
+def test_cropped_outputs_need_their_base_output():
+    names = ["p", "p_crop16", "p_crop32", "q_crop16", "features"]
+    assert cropped_outputs(names) == {"p_crop16": ("p", 16), "p_crop32": ("p", 32)}
+    assert cropped_outputs({"a_crop1": 0}) == {}
 
 
 def _report(size: int, valid: tuple[int, int], crops: tuple[int, ...]) -> ReceptiveFieldReport:
