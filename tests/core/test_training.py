@@ -297,8 +297,15 @@ def test_bad_inputs_before_training(folders: dict[str, Path], tmp_path: Path):
     with pytest.raises(DatasetError, match="has no labels"):
         run(TrainModelConfig(str(unlabelled), str(tmp_path / "m")), Recorder())
     odd = write_patches_folder(tmp_path / "odd", *make_samples(8, 24, 3))
-    with pytest.raises(DatasetError, match="multiple of 16, 'xs' has 24×24"):
+    with pytest.raises(DatasetError, match="TRAIN_DATA: the FCNN needs patches whose size is a multiple of 16, "
+                                           "'input_xs' has 24×24"):
         run(TrainModelConfig(str(odd), str(tmp_path / "m")), Recorder())
+    two_sources = write_tfrecords_folder(tmp_path / "two_sources", {"xs": images, "pan": images[..., :1],
+                                                                    "labels": labels})
+    with pytest.raises(DatasetError, match=r"TRAIN_DATA: the FCNN takes one image source, the data has 2 "
+                                           r"\(input_xs, input_pan\)\. Train a custom model \(MODEL_FILE and "
+                                           r"CLASS_NAME\) for several sources\."):
+        run(TrainModelConfig(str(two_sources), str(tmp_path / "m"), n_classes=3), Recorder())
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "notes.txt").write_text("mine")
