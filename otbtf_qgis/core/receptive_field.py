@@ -351,19 +351,25 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table border='1' cellpadding='3'><tr>{head}</tr>{body}</table>"
 
 
+def _input_size_text(report: ReceptiveFieldReport) -> str:
+    sizes = ", ".join(f"{name} {_size_text(size)}" for name, size in report.input_sizes.items())
+    return f"Input size: {sizes} (method: {report.method})."
+
+
+def _recommendation_text(report: ReceptiveFieldReport) -> str:
+    return (f"OUTPUT_NAME={report.recommended_output}, RFIELD={_size_text(_yx(report.receptive_field))}, "
+            f"EFIELD={_size_text(_yx(report.expression_field))}.")
+
+
 def report_markdown(report: ReceptiveFieldReport) -> str:
     """The report as Markdown: the per-layer table, the per-output table and the recommendation."""
     layer_header, layer_rows, output_header, output_rows = report_tables(report)
-    parts = []
-    sizes = ", ".join(f"{name} {_size_text(size)}" for name, size in report.input_sizes.items())
-    parts.append(f"Input size: {sizes} (method: {report.method}).")
+    parts = [_input_size_text(report)]
     if layer_rows:
         parts.append(markdown_table(layer_header, layer_rows))
     parts.append(markdown_table(output_header, output_rows))
     if report.recommended_output:
-        parts.append(f"Recommended: OUTPUT_NAME={report.recommended_output}, "
-                     f"RFIELD={_size_text(_yx(report.receptive_field))}, "
-                     f"EFIELD={_size_text(_yx(report.expression_field))}.")
+        parts.append(f"Recommended: {_recommendation_text(report)}")
     parts.extend(report.notes)
     return "\n\n".join(parts)
 
@@ -371,15 +377,12 @@ def report_markdown(report: ReceptiveFieldReport) -> str:
 def report_html(report: ReceptiveFieldReport) -> str:
     """The report as an HTML page."""
     layer_header, layer_rows, output_header, output_rows = report_tables(report)
-    sizes = ", ".join(f"{name} {_size_text(size)}" for name, size in report.input_sizes.items())
-    parts = [f"<p>Input size: {html.escape(sizes)} (method: {report.method}).</p>"]
+    parts = [f"<p>{html.escape(_input_size_text(report))}</p>"]
     if layer_rows:
         parts.append(html_table(layer_header, layer_rows))
     parts.append(html_table(output_header, output_rows))
     if report.recommended_output:
-        parts.append(f"<p><b>Recommended</b>: OUTPUT_NAME={html.escape(report.recommended_output)}, "
-                     f"RFIELD={_size_text(_yx(report.receptive_field))}, "
-                     f"EFIELD={_size_text(_yx(report.expression_field))}.</p>")
+        parts.append(f"<p><b>Recommended</b>: {html.escape(_recommendation_text(report))}</p>")
     parts += [f"<p>{html.escape(note)}</p>" for note in report.notes]
     return "<html><body>" + "".join(parts) + "</body></html>"
 

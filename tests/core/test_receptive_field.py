@@ -193,7 +193,11 @@ def test_report_tables():
     assert "| pred_crop32 | 32 | 0 | 0 | 64 | none | no |" in text
     assert "| pred | 0 | 64 | 33 | 64 | 64 | no |" in text
     assert "Recommended: OUTPUT_NAME=pred_crop16, RFIELD=64, EFIELD=32." in text
-    assert "<td>pred_crop16</td>" in report_html(report)
+    assert text.startswith("Input size: input_xs 64 (method: analytic).")
+    page = report_html(report)
+    assert "<td>pred_crop16</td>" in page
+    assert "<p>Input size: input_xs 64 (method: analytic).</p>" in page
+    assert "<p><b>Recommended</b>: OUTPUT_NAME=pred_crop16, RFIELD=64, EFIELD=32.</p>" in page
     assert report.to_dict()["outputs"]["pred"]["valid_size"] == [33, 33]
 
 
