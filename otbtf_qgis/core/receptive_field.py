@@ -393,20 +393,34 @@ def _yx(size: tuple[int, int] | None) -> tuple[int, int] | None:
 
 def input_sizes_for(input_size: int, inputs: Sequence[str],
                     described: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
-    """Input sizes to analyse: ``input_size`` for the first input, the others scaled like their training patches.
+    """Input sizes ``(rows, cols)`` to analyse: the first input square, the others like their training patches.
 
-    ``described`` is the ``inputs`` section of ``otbtf_model.json`` (``patch_size`` as
-    ``[x, y]`` per input); without it every input gets ``input_size``.
+    The first input gets ``input_size × input_size``. ``described`` is the ``inputs``
+    section of ``otbtf_model.json`` (``patch_size`` as ``[x, y]`` per input): each other
+    input keeps, per axis, the ratio of its patch to the first input's patch,
+    ``rows = round(input_size · patch_y / first_patch_y)`` (same for the columns with
+    ``x``), at least 1. An input without a patch size (or all, without the JSON) gets
+    ``input_size × input_size``.
+
+    Raises:
+        InputError: ``input_size`` is not positive (parameter ``INPUT_SIZE``).
     """
     if input_size < 1:
         raise InputError(f"must be a positive number of pixels, got {input_size}.", "INPUT_SIZE")
-    first_patch = described.get(inputs[0], {}).get("patch_size") if inputs else None
+
+    def patch_xy(name: str) -> tuple[int, int] | None:
+        patch = described.get(name, {}).get("patch_size")
+        if isinstance(patch, (list, tuple)) and len(patch) == 2 and all(isinstance(v, int) and v > 0 for v in patch):
+            return (patch[0], patch[1])
+        return None
+
+    first = patch_xy(inputs[0]) if inputs else None
     sizes = {}
     for name in inputs:
-        patch = described.get(name, {}).get("patch_size")
-        if first_patch and patch and first_patch[0]:
-            scale = input_size / float(first_patch[0])
-            sizes[name] = (max(1, round(patch[1] * scale)), max(1, round(patch[0] * scale)))
+        patch = patch_xy(name)
+        if first and patch:
+            sizes[name] = (max(1, round(input_size * patch[1] / first[1])),
+                           max(1, round(input_size * patch[0] / first[0])))
         else:
             sizes[name] = (input_size, input_size)
     return sizes

@@ -205,5 +205,9 @@ def test_input_sizes_scale_with_training_patches():
     described = {"input_p": {"patch_size": [64, 64]}, "input_xs": {"patch_size": [16, 16]}}
     assert input_sizes_for(128, ["input_p", "input_xs"], described) == {"input_p": (128, 128), "input_xs": (32, 32)}
     assert input_sizes_for(50, ["a", "b"], {}) == {"a": (50, 50), "b": (50, 50)}
+    # Non-square patches ([x, y]): the first input stays square, the others keep their ratio per axis (rows, cols).
+    described = {"input_a": {"patch_size": [64, 32]}, "input_b": {"patch_size": [32, 8]}}
+    assert input_sizes_for(128, ["input_a", "input_b"], described) == {"input_a": (128, 128), "input_b": (32, 64)}
+    assert input_sizes_for(128, ["input_b", "input_a"], described) == {"input_b": (128, 128), "input_a": (512, 256)}
     with pytest.raises(InputError, match="INPUT_SIZE"):
         input_sizes_for(0, ["a"], {})
