@@ -9,14 +9,12 @@ Each figure is the median of 5 epochs after a warm-up epoch, the kinds alternati
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from osgeo import gdal
 
 N_SAMPLES = 1024
 PATCH = 64
@@ -25,29 +23,14 @@ BATCH = 16
 EPOCHS = 5
 
 
-def _write_stack(path: Path, patches: np.ndarray, gdal_type: int) -> None:
-    n, rows, cols, bands = patches.shape
-    image = patches.reshape(n * rows, cols, bands)
-    dataset = gdal.GetDriverByName("GTiff").Create(str(path), cols, n * rows, bands, gdal_type)
-    for band in range(bands):
-        dataset.GetRasterBand(band + 1).WriteArray(image[:, :, band])
-    dataset = None
-
-
 def make_patches(folder: Path) -> Path:
+    """The patches folder: random 12-bit-like images, labels 1 where band 1 is brighter than band 2."""
+    from tests.core.training_data import write_patches_folder  # the repository root is on sys.path (run.py)
+
     rng = np.random.default_rng(0)
     images = rng.integers(0, 10000, (N_SAMPLES, PATCH, PATCH, BANDS)).astype(np.uint16)
     labels = (images[..., :1] > images[..., 1:2]).astype(np.uint8)
-    folder.mkdir(parents=True)
-    _write_stack(folder / "xs_patches.tif", images, gdal.GDT_UInt16)
-    _write_stack(folder / "labels_patches.tif", labels, gdal.GDT_Byte)
-    sources = [{"name": name, "path": f"{name}.tif", "patch_size": [PATCH, PATCH], "bands": bands, "dtype": dtype,
-                "nodata": None, "file": f"{name}_patches.tif"}
-               for name, bands, dtype in (("xs", BANDS, "uint16"), ("labels", 1, "uint8"))]
-    manifest = {"format": "otbtf_qgis-patches/1", "sources": sources, "class_mapping": {"a": 0, "b": 1},
-                "n_samples": N_SAMPLES, "point_ids": list(range(N_SAMPLES)), "rejected": {}}
-    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return folder
+    return write_patches_folder(folder, images, labels, class_names=("a", "b"))
 
 
 def _seconds(run_epoch: Any) -> float:

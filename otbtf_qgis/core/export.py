@@ -23,12 +23,12 @@ from otbtf_qgis.core.outputs import PARTIAL_MARK
 from otbtf_qgis.core.progress import NullReporter, Reporter
 from otbtf_qgis.core.raster import atomic_output
 from otbtf_qgis.core.receptive_field import (
-    MODEL_JSON,
     ReceptiveFieldReport,
     ceil_to_multiple,
+    cropped_outputs,
     output_order,
-    split_crop_name,
 )
+from otbtf_qgis.core.serving.model import METADATA_FILE, is_saved_model
 
 MODEL_FORMAT = "otbtf_qgis-model/1"
 HISTORY_JSON = "history.json"
@@ -51,7 +51,7 @@ def check_model_folder(path: str | Path, parameter: str = "OUTPUT_MODEL") -> Pat
                          parameter)
     if folder.is_dir():
         entries = sorted(e.name for e in folder.iterdir() if PARTIAL_MARK not in e.name)
-        ours = (folder / MODEL_JSON).is_file() or (folder / "saved_model.pb").is_file()
+        ours = (folder / METADATA_FILE).is_file() or is_saved_model(folder)
         if entries and not ours:
             shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
             raise InputError(f"the folder '{folder}' holds files that are not a model ({shown}). The output must "
@@ -89,19 +89,15 @@ def describe_model(model: ModelBase, patch_sizes: Mapping[str, tuple[int, int]],
                     "patch_size": [patch_sizes[key][1], patch_sizes[key][0]]} for key in patch_sizes}
     class_output = class_output_name(model)
     outputs = sorted(model.inference_output_names, key=output_order)
-    tensors = dict(zip(model.inference_model.output_names, model.inference_model.outputs, strict=True))
+    tensors = dict(model.inference_model.output)
     channels = tensors[class_output].shape[-1] if class_output in tensors else None
     n_classes = int(channels) if channels is not None else None
     step = report.size_step if report else 1
     cropped: dict[str, Any] = {}
-    for name in outputs:
-        split = split_crop_name(name)
-        if not split or split[0] not in outputs:
-            continue
-        crop = split[1]
+    for name, (base, crop) in cropped_outputs(outputs).items():
         rf_x = cols if cols - 2 * crop >= 1 else ceil_to_multiple(2 * crop + step, step)
         rf_y = rows if rows - 2 * crop >= 1 else ceil_to_multiple(2 * crop + step, step)
-        cropped[name] = {"output": split[0], "crop": crop, "receptive_field": [rf_x, rf_y],
+        cropped[name] = {"output": base, "crop": crop, "receptive_field": [rf_x, rf_y],
                          "expression_field": [rf_x - 2 * crop, rf_y - 2 * crop]}
     serving = _serving_defaults(class_output, cropped, report, (cols, rows))
     description: dict[str, Any] = {
@@ -157,7 +153,7 @@ def export_model(model: ModelBase, output: str | Path, patch_sizes: Mapping[str,
     description = describe_model(model, patch_sizes, class_names, report, training)
     with atomic_output(output, "OUTPUT_MODEL") as temp:
         model.export(temp)
-        (temp / MODEL_JSON).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+        (temp / METADATA_FILE).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
         if history is not None:
             (temp / HISTORY_JSON).write_text(json.dumps(dict(history), indent=2) + "\n", encoding="utf-8")
     return description

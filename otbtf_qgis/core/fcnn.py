@@ -5,7 +5,8 @@ padding); decoder: the mirrored 3×3 transposed convolutions of stride 2 with sk
 connections (additions) to the encoder level of the same scale; the last transposed
 convolution has ``n_classes`` filters and a softmax, in the layer
 ``predictions_softmax_tensor``. Input and output have the same size and spacing; the
-size must be a multiple of 16. On a 64-pixel input the padding-free output is the
+size must be a multiple of 16 (:data:`SIZE_STEP`): the model checks the training patch
+size and the number of input sources when it is built. On a 64-pixel input the padding-free output is the
 central 33 pixels (64→31→15→7→3→5→9→17→33), so serving uses
 ``predictions_softmax_tensor_crop16`` with a receptive field of 64 and an expression
 field of 32.
@@ -19,11 +20,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from otbtf_qgis.core.errors import ModelError
+from otbtf_qgis.core.errors import DatasetError, ModelError
+from otbtf_qgis.core.export import TARGET_KEY
 from otbtf_qgis.core.model import DEFAULT_INFERENCE_CROPPING, ModelBase, TensorDict
 
-#: The training target (and output key) of the FCNN.
-TARGET_NAME = "predictions"
+#: Input sizes the FCNN takes are multiples of this (four stride-2 levels joined by skip connections).
+SIZE_STEP = 16
 #: The name of the softmax layer, the prefix of the cropped outputs in the SavedModel.
 OUTPUT_SOFTMAX_NAME = "predictions_softmax_tensor"
 #: The documentation's scaling of 12-bit inputs into about [0, 1].
@@ -53,20 +55,26 @@ class FCNNModel(ModelBase):
         super().__init__(dataset_element_spec, input_keys=input_keys, inference_cropping=inference_cropping,
                          name=name)
 
-    def _input_name(self, inputs: TensorDict) -> str:
-        if len(inputs) != 1:
-            raise ModelError(f"the FCNN takes one input source, the data has {len(inputs)} ({', '.join(inputs)}). "
-                             "Train a custom model (MODEL_FILE and CLASS_NAME) for several sources.", "TRAIN_DATA")
-        return next(iter(inputs))
-
     def normalize_inputs(self, inputs: TensorDict) -> TensorDict:
-        """Cast the input to float32 and multiply it by :attr:`input_scale`."""
-        name = self._input_name(inputs)
+        """Check the data fits the FCNN; cast the input to float32 and multiply it by :attr:`input_scale`.
+
+        Raises:
+            DatasetError: the data has several input sources, or patches whose size is
+                not a multiple of :data:`SIZE_STEP` (parameter ``TRAIN_DATA``).
+        """
+        if len(inputs) != 1:
+            raise DatasetError(f"the FCNN takes one image source, the data has {len(inputs)} ({', '.join(inputs)}). "
+                               "Train a custom model (MODEL_FILE and CLASS_NAME) for several sources.", "TRAIN_DATA")
+        name = next(iter(inputs))
+        rows, cols = self.inputs_shapes[name][:2]
+        if any(size is not None and size % SIZE_STEP for size in (rows, cols)):
+            raise DatasetError(f"the FCNN needs patches whose size is a multiple of {SIZE_STEP}, '{name}' has "
+                               f"{cols}×{rows}. Extract patches of 32, 64, 128, … pixels.", "TRAIN_DATA")
         return {name: tf.cast(inputs[name], tf.float32) * self.input_scale}
 
     def get_outputs(self, normalized_inputs: TensorDict) -> TensorDict:
-        """The U-Net; returns ``{"predictions": softmax}``."""
-        name = self._input_name({k: v for k, v in normalized_inputs.items() if k in self._spec()["keys"]})
+        """The U-Net on the only input (checked by :meth:`normalize_inputs`); returns ``{"predictions": softmax}``."""
+        name = self.dataset_input_keys[0]
 
         def conv(inp: Any, depth: int, layer_name: str) -> Any:
             return keras.layers.Conv2D(filters=depth, kernel_size=3, strides=2, activation="relu", padding="same",
@@ -84,4 +92,4 @@ class FCNNModel(ModelBase):
         out_tconv2 = tconv(out_tconv1, 32, "tconv2") + out_conv2
         out_tconv3 = tconv(out_tconv2, 16, "tconv3") + out_conv1
         predictions = tconv(out_tconv3, self.n_classes, OUTPUT_SOFTMAX_NAME, "softmax")
-        return {TARGET_NAME: predictions}
+        return {TARGET_KEY: predictions}

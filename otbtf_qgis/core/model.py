@@ -14,8 +14,10 @@ real tensors when the model runs. Layers created in ``get_outputs`` are created 
 the functional model is built, and their weights are tracked by the model.
 
 For inference, :meth:`ModelBase.postprocess_outputs` adds cropped copies of every
-output, ``<layer name>_crop<N>`` for N in ``inference_cropping`` (what OTBTF's
-TensorflowModelServe needs to avoid blocking artifacts). Those only exist in
+output, ``<name>_crop<N>`` for N in ``inference_cropping`` (what OTBTF's
+TensorflowModelServe needs to avoid blocking artifacts), where ``<name>`` is the output's
+name in the SavedModel: the name of its layer, unless that would be ambiguous (see
+:attr:`ModelBase.output_names_by_key`). Those only exist in
 :attr:`ModelBase.inference_model`, which :meth:`ModelBase.export` writes as a SavedModel:
 training sees only the outputs of ``get_outputs`` (Keras 3 requires a target for every
 output of a model it fits).
@@ -23,7 +25,6 @@ output of a model it fits).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import threading
@@ -65,14 +66,10 @@ class TensorFlowOpLayer(keras.layers.Layer):
         kwargs: Its keyword arguments, Keras tensors included.
     """
 
-    _names = itertools.count()
-    _names_lock = threading.Lock()
-
     def __init__(self, operation: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        op_name = re.sub(r"\W+", "_", getattr(operation, "__name__", "op")).strip("_") or "op"
-        with self._names_lock:
-            number = next(self._names)
-        super().__init__(name=f"tf_{op_name}_{number}", autocast=False)
+        prefix = "tf_" + (re.sub(r"\W+", "_", getattr(operation, "__name__", "op")).strip("_") or "op")
+        # Numbered like Keras numbers its own layers (per prefix, per thread, from 1): unique within a model.
+        super().__init__(name=f"{prefix}_{keras.backend.get_uid(prefix)}", autocast=False)
         # Tensors must reach the operation as they are (no dtype conversion by Keras).
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
@@ -90,7 +87,6 @@ class TensorFlowOpLayer(keras.layers.Layer):
             return operation(*call_args, **call_kwargs)
 
         self._replay = replay
-        self.operation_name = getattr(operation, "__name__", "op")
 
     def call(self, tensors: Sequence[Tensor]) -> Any:
         """Run the operation on the real tensors (in the order of the symbolic ones)."""
@@ -171,6 +167,28 @@ def _layer_name_of(tensor: Any) -> str | None:
     return str(name) if name else None
 
 
+def _exported_names(outputs: Mapping[str, Any], model_name: str) -> dict[str, str]:
+    """Per output key, the name of the output in the SavedModel: its layer's name, else its key.
+
+    The key is used when the output has no layer name, when another output took that
+    name already, or when the name is another output's key (``{"predictions": <layer
+    "scores">, "scores": ...}`` exports ``predictions``): a name never means two outputs.
+
+    Raises:
+        ModelError: two outputs would still get the same name.
+    """
+    names: dict[str, str] = {}
+    for key, tensor in outputs.items():
+        name = _layer_name_of(tensor)
+        if not name or name in names.values() or (name in outputs and name != key):
+            name = key
+        if name in names.values():
+            raise ModelError(f"two outputs of {model_name} would be exported as '{name}'; give the output layers "
+                             "distinct names.", "MODEL")
+        names[key] = name
+    return names
+
+
 class ModelBase(keras.Model):
     """Base class of the models: implement :meth:`get_outputs` (and usually :meth:`normalize_inputs`).
 
@@ -193,7 +211,8 @@ class ModelBase(keras.Model):
         inputs_shapes: Per input, the shape without the batch dimension (as in the data).
         inputs_dtypes: Per input, the TensorFlow dtype name.
         inference_cropping: The cropping margins.
-        inference_model: The same network with the cropped outputs, named after their layers.
+        output_names_by_key: Per output key, its name in the SavedModel.
+        inference_model: The same network with the cropped outputs, under their exported names.
     """
 
     def __init__(self, dataset_element_spec: Any, input_keys: Iterable[str] | None = None,
@@ -216,9 +235,10 @@ class ModelBase(keras.Model):
         if any(c < 1 for c in cropping):
             raise ModelError(f"inference cropping margins must be positive, got {cropping}.", "MODEL")
 
-        # get_outputs runs before keras.Model.__init__; these are read through _spec().
+        # get_outputs runs before keras.Model.__init__ (which refuses attributes set earlier): the
+        # settings live in this one dict, read through _spec() and the properties below.
         object.__setattr__(self, "_otbtf_spec", {"keys": keys, "shapes": shapes, "dtypes": dtypes,
-                                                 "cropping": cropping})
+                                                 "cropping": cropping, "output_names": {}})
         inputs = self.get_inputs()
         normalized = dict(inputs)
         normalized.update(self.normalize_inputs(inputs))
@@ -227,18 +247,39 @@ class ModelBase(keras.Model):
             raise ModelError(f"{type(self).__name__}.get_outputs must return a non-empty dict of named outputs, "
                              f"got {type(outputs).__name__}.", "MODEL")
         outputs = dict(outputs)
+        self._spec()["output_names"] = _exported_names(outputs, type(self).__name__)
         extra = self.postprocess_outputs(outputs=outputs, inputs=inputs, normalized_inputs=normalized)
         super().__init__(inputs=inputs, outputs=outputs, name=name or type(self).__name__)
-        self.dataset_input_keys = keys
-        self.inputs_shapes = shapes
-        self.inputs_dtypes = dtypes
-        self.inference_cropping = cropping
-        self.output_names_by_key = {key: _layer_name_of(t) or key for key, t in outputs.items()}
         self.inference_model = keras.Model(inputs=inputs, outputs=self._inference_outputs(outputs, extra),
                                            name=f"{self.name}_inference")
 
     def _spec(self) -> dict[str, Any]:
         return self.__dict__["_otbtf_spec"]  # type: ignore[no-any-return]
+
+    @property
+    def dataset_input_keys(self) -> list[str]:
+        """The model's input names."""
+        return self._spec()["keys"]  # type: ignore[no-any-return]
+
+    @property
+    def inputs_shapes(self) -> dict[str, tuple[Any, ...]]:
+        """Per input, the shape without the batch dimension (as in the data)."""
+        return self._spec()["shapes"]  # type: ignore[no-any-return]
+
+    @property
+    def inputs_dtypes(self) -> dict[str, str]:
+        """Per input, the TensorFlow dtype name."""
+        return self._spec()["dtypes"]  # type: ignore[no-any-return]
+
+    @property
+    def inference_cropping(self) -> tuple[int, ...]:
+        """The cropping margins of the inference outputs."""
+        return self._spec()["cropping"]  # type: ignore[no-any-return]
+
+    @property
+    def output_names_by_key(self) -> dict[str, str]:
+        """Per output key of :meth:`get_outputs`, its name in the SavedModel (see :func:`_exported_names`)."""
+        return self._spec()["output_names"]  # type: ignore[no-any-return]
 
     def get_inputs(self) -> TensorDict:
         """The model's ``keras.Input`` per input key, with dynamic height and width.
@@ -276,24 +317,24 @@ class ModelBase(keras.Model):
         """Extra inference outputs: each spatial output cropped by every margin of ``inference_cropping``.
 
         Keys are ``<output key>_crop<N>``; the cropping layers are named
-        ``<output layer name>_crop<N>``, the name serving uses.
+        ``<exported output name>_crop<N>`` (see :attr:`output_names_by_key`), the name serving uses.
         """
         extra: TensorDict = {}
         for key, tensor in outputs.items():
             if len(tensor.shape) != 4:
                 continue  # only images (batch, rows, cols, channels) are cropped
-            layer_name = _layer_name_of(tensor) or key
-            for crop in self._spec()["cropping"]:
+            exported = self.output_names_by_key.get(key, key)
+            for crop in self.inference_cropping:
                 extra[cropped_tensor_name(key, crop)] = CropBorders(
-                    crop, name=cropped_tensor_name(layer_name, crop))(tensor)
+                    crop, name=cropped_tensor_name(exported, crop))(tensor)
         return extra
 
     def _inference_outputs(self, outputs: TensorDict, extra: TensorDict) -> TensorDict:
-        """All outputs keyed by the name of the layer that makes them (unique), else by their key."""
-        named: TensorDict = {}
-        for key, tensor in {**outputs, **extra}.items():
-            name = _layer_name_of(tensor)
-            if not name or name in named or (name in outputs and name != key):
+        """The outputs under :attr:`output_names_by_key`, the extra ones under their layer's name, else their key."""
+        named: TensorDict = {self.output_names_by_key[key]: tensor for key, tensor in outputs.items()}
+        for key, tensor in extra.items():
+            name = _layer_name_of(tensor) or key
+            if name in named:
                 name = key
             if name in named:
                 raise ModelError(f"two outputs of {type(self).__name__} would be exported as '{name}'; give the "
@@ -303,15 +344,15 @@ class ModelBase(keras.Model):
 
     @property
     def inference_output_names(self) -> list[str]:
-        """Names of the exported outputs (layer names, cropped ones included)."""
-        return list(self.inference_model.output_names)
+        """Names of the outputs in the SavedModel, cropped ones included (Keras' ``output_names`` are layer names)."""
+        return list(self.inference_model.output)
 
     def export(self, filepath: str | Path, format: str = "tf_saved_model",
                verbose: bool | None = None, input_signature: Any = None, **kwargs: Any) -> None:
         """Export the inference model (all outputs, cropped ones included) as a SavedModel.
 
         The serving signature takes the inputs by name with dynamic height and width and
-        returns the outputs by layer name.
+        returns the outputs by :attr:`inference_output_names`.
         """
         self.inference_model.export(str(filepath), format=format, verbose=bool(verbose),
                                     input_signature=input_signature, **kwargs)

@@ -39,8 +39,7 @@ from otbtf_qgis.core.receptive_field import (
     transposed_conv_valid_mask,
     valid_run,
 )
-
-SERVING_SIGNATURE = "serving_default"
+from otbtf_qgis.core.serving.model import ServingModel
 
 _ELEMENTWISE = frozenset("""
 Identity Snapshot StopGradient PreventGradient CheckNumerics EnsureShape Cast Relu Relu6 Elu Selu LeakyRelu Sigmoid
@@ -546,53 +545,39 @@ def keras_model_function(model: Any) -> Callable[..., Any]:
     return call
 
 
-def load_serving_function(model_dir: str | Path, parameter: str = "MODEL") -> tuple[Any, Any]:
-    """Load a SavedModel; return ``(loaded object, serving signature)`` (keep the first alive)."""
-    try:
-        loaded = tf.saved_model.load(str(model_dir))
-    except (OSError, ValueError, tf.errors.OpError) as exc:
-        raise ModelError(f"cannot load the SavedModel '{model_dir}': {exc}", parameter) from exc
-    signatures = getattr(loaded, "signatures", {})
-    if SERVING_SIGNATURE not in signatures:
-        raise ModelError(f"the SavedModel '{model_dir}' has no '{SERVING_SIGNATURE}' signature (it has "
-                         f"{', '.join(signatures) or 'none'}). Export it with model.export().", parameter)
-    return loaded, signatures[SERVING_SIGNATURE]
-
-
-def signature_inputs(signature: Any) -> dict[str, tf.TensorSpec]:
-    """The named inputs of a serving signature."""
-    _, kwargs = signature.structured_input_signature
-    return dict(kwargs)
-
-
-def analyze_saved_model(model_dir: str | Path, input_size: int, model_json: Mapping[str, Any] | None = None,
+def analyze_saved_model(model_dir: str | Path, input_size: int,
                         reporter: Reporter | None = None) -> ReceptiveFieldReport:
-    """Analyse a SavedModel's serving signature for square inputs of ``input_size`` pixels.
+    """Analyse a SavedModel's signature (see :class:`ServingModel`) for square inputs of ``input_size`` pixels.
 
-    Other inputs than the first are scaled like their training patches when
-    ``otbtf_model.json`` gives them.
+    The first input (in the order of ``otbtf_model.json``) is ``input_size`` ×
+    ``input_size``; the others keep the ratio of their training patches to the first
+    one's when ``otbtf_model.json`` gives them (see :func:`input_sizes_for`). The
+    recommendation is based on the JSON's ``class_output`` when there is one.
+
+    Raises:
+        ModelError: the folder is not a loadable SavedModel, its JSON is broken, or an
+            input is not an image.
+        InputError: the model takes a fixed size other than the one asked for (``INPUT_SIZE``).
     """
     reporter = reporter or NullReporter()
-    model_json = dict(model_json or {})
-    loaded, signature = load_serving_function(model_dir)
-    inputs = signature_inputs(signature)
-    if not inputs:
-        raise ModelError(f"the serving signature of '{model_dir}' takes no named input.", "MODEL")
-    sizes = input_sizes_for(input_size, list(inputs), model_json)
+    model = ServingModel(model_dir)
+    names = model.input_names()
+    if not names:
+        raise ModelError(f"the signature '{model.signature_name}' of '{model_dir}' takes no named input.", "MODEL")
+    sizes = input_sizes_for(input_size, names, model.metadata.inputs)
     specs = {}
-    for name, spec in inputs.items():
-        shape = spec.shape
-        if shape.rank != 4:
-            raise ModelError(f"the input '{name}' has shape {shape}; image inputs are [batch, rows, cols, bands].",
-                             "MODEL")
+    for name in names:
+        info = model.inputs[name]
+        if len(info.shape) != 4 or info.dtype == "object":
+            raise ModelError(f"the input {info.describe()} is not an image: image inputs are [batch, rows, cols, "
+                             "bands] numbers.", "MODEL")
         for axis, wanted in ((1, sizes[name][0]), (2, sizes[name][1])):
-            if shape[axis] is not None and int(shape[axis]) != wanted:
-                raise InputError(f"the model takes a fixed size {shape[axis]} for '{name}', not {wanted}.",
+            if info.shape[axis] is not None and info.shape[axis] != wanted:
+                raise InputError(f"the model takes a fixed size {info.shape[axis]} for '{name}', not {wanted}.",
                                  "INPUT_SIZE")
-        specs[name] = tf.TensorSpec([1, sizes[name][0], sizes[name][1], shape[3]], spec.dtype, name=name)
+        specs[name] = tf.TensorSpec([1, sizes[name][0], sizes[name][1], info.shape[3]], tf.as_dtype(info.dtype),
+                                    name=name)
     reporter.progress(0.3)
-    class_output = model_json.get("class_output") if isinstance(model_json.get("class_output"), str) else None
-    report = analyze_function(signature, specs, class_output, reporter)
-    del loaded
+    report = analyze_function(model.signature, specs, model.metadata.class_output or None, reporter)
     reporter.progress(1.0)
     return report

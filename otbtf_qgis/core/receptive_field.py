@@ -28,24 +28,20 @@ the operations of a TensorFlow graph, and :func:`run` is the ``receptivefield`` 
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from otbtf_qgis.core.errors import InputError, ModelError
+from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.progress import Reporter
 
 Mask = npt.NDArray[np.bool_]
 
-#: The name of the JSON file written beside a SavedModel for serving (see docs/formats.md).
-MODEL_JSON = "otbtf_model.json"
 _CROP_NAME = re.compile(r"^(?P<base>.+)_crop(?P<crop>\d+)$")
 
 
@@ -57,13 +53,6 @@ def same_padding_before(in_size: int, out_size: int, kernel: int, stride: int, d
     """
     effective = dilation * (kernel - 1) + 1
     return max((out_size - 1) * stride + effective - in_size, 0) // 2
-
-
-def conv_output_size(in_size: int, kernel: int, stride: int, padding: str, dilation: int = 1) -> int:
-    """Output size of a convolution or pooling: ``⌈n/s⌉`` ("same") or ``⌊(n − d·(k−1) − 1)/s⌋ + 1`` ("valid")."""
-    if padding.upper() == "SAME":
-        return -(-in_size // stride)
-    return max((in_size - dilation * (kernel - 1) - 1) // stride + 1, 0)
 
 
 def conv_valid_mask(mask: Mask, kernel: int, stride: int, pad_before: int, out_size: int, dilation: int = 1) -> Mask:
@@ -119,27 +108,26 @@ def valid_run(mask: Mask) -> tuple[int, int]:
     return best
 
 
-def expression_field(receptive_field: int, crop: int) -> int:
-    """``ef = rf − 2·crop`` for a cropped output whose size equals its input's (OTBTF's serving rule)."""
-    return receptive_field - 2 * crop
-
-
 def crop_covers(valid: tuple[int, int], size: int, crop: int) -> bool:
     """Whether cropping ``crop`` pixels on each side of a ``size`` output keeps only the ``valid`` run."""
     start, stop = valid
     return crop >= start and size - crop <= stop and size - 2 * crop >= 1
 
 
-def smallest_covering_crop(valid: tuple[int, int], size: int, crops: Iterable[int]) -> int | None:
-    """The smallest of ``crops`` that keeps only valid pixels and at least one, or None."""
-    fitting = [c for c in sorted(crops) if crop_covers(valid, size, c)]
-    return fitting[0] if fitting else None
-
-
 def split_crop_name(name: str) -> tuple[str, int] | None:
     """``"x_crop16"`` → ``("x", 16)``; None for a name that is not a cropped output."""
     match = _CROP_NAME.match(name)
     return (match["base"], int(match["crop"])) if match else None
+
+
+def cropped_outputs(names: Collection[str]) -> dict[str, tuple[str, int]]:
+    """The cropped outputs among ``names`` whose base output is there too: name → ``(base output, crop)``."""
+    found = {}
+    for name in names:
+        split = split_crop_name(name)
+        if split and split[0] in names:
+            found[name] = split
+    return found
 
 
 def output_order(name: str) -> tuple[str, int]:
@@ -226,15 +214,6 @@ class ReceptiveFieldReport:
     expression_field: tuple[int, int] | None = None
     notes: list[str] = field(default_factory=list)
 
-    def cropped_outputs(self) -> dict[str, tuple[str, int]]:
-        """Cropped outputs present: name → ``(base output, crop)``."""
-        found = {}
-        for name in self.outputs:
-            split = split_crop_name(name)
-            if split and split[0] in self.outputs:
-                found[name] = split
-        return found
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (sizes as lists)."""
         return {
@@ -265,7 +244,7 @@ def recommend(report: ReceptiveFieldReport, class_output: str | None = None) -> 
     first_input = next(iter(report.input_sizes.values()))
     rf = (first_input[1], first_input[0])
     crops_by_base: dict[str, list[int]] = {}
-    for base_name, crop_size in report.cropped_outputs().values():
+    for base_name, crop_size in cropped_outputs(report.outputs).values():
         crops_by_base.setdefault(base_name, []).append(crop_size)
     base = class_output if class_output in report.outputs else next(iter(crops_by_base), None)
     if base is None:
@@ -340,12 +319,12 @@ def report_tables(report: ReceptiveFieldReport) -> tuple[list[str], list[list[st
                      "Padding-free"]
     output_rows = []
     rf = first[1]
+    cropped = cropped_outputs(report.outputs)
     for name in sorted(report.outputs, key=output_order):
         output = report.outputs[name]
-        split = split_crop_name(name)
-        base = report.outputs.get(split[0]) if split else None
-        if split and base is not None and base.size is not None:
-            crop = split[1]
+        base = report.outputs[cropped[name][0]] if name in cropped else None
+        if base is not None and base.size is not None:
+            crop = cropped[name][1]
             ef = (base.size[0] - 2 * crop, base.size[1] - 2 * crop)
             output_rows.append([name, str(crop), _size_text(output.size), _size_text(output.valid_size),
                                 _size_text(rf), _size_text(ef) if min(ef) >= 1 else "none",
@@ -372,19 +351,25 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table border='1' cellpadding='3'><tr>{head}</tr>{body}</table>"
 
 
+def _input_size_text(report: ReceptiveFieldReport) -> str:
+    sizes = ", ".join(f"{name} {_size_text(size)}" for name, size in report.input_sizes.items())
+    return f"Input size: {sizes} (method: {report.method})."
+
+
+def _recommendation_text(report: ReceptiveFieldReport) -> str:
+    return (f"OUTPUT_NAME={report.recommended_output}, RFIELD={_size_text(_yx(report.receptive_field))}, "
+            f"EFIELD={_size_text(_yx(report.expression_field))}.")
+
+
 def report_markdown(report: ReceptiveFieldReport) -> str:
     """The report as Markdown: the per-layer table, the per-output table and the recommendation."""
     layer_header, layer_rows, output_header, output_rows = report_tables(report)
-    parts = []
-    sizes = ", ".join(f"{name} {_size_text(size)}" for name, size in report.input_sizes.items())
-    parts.append(f"Input size: {sizes} (method: {report.method}).")
+    parts = [_input_size_text(report)]
     if layer_rows:
         parts.append(markdown_table(layer_header, layer_rows))
     parts.append(markdown_table(output_header, output_rows))
     if report.recommended_output:
-        parts.append(f"Recommended: OUTPUT_NAME={report.recommended_output}, "
-                     f"RFIELD={_size_text(_yx(report.receptive_field))}, "
-                     f"EFIELD={_size_text(_yx(report.expression_field))}.")
+        parts.append(f"Recommended: {_recommendation_text(report)}")
     parts.extend(report.notes)
     return "\n\n".join(parts)
 
@@ -392,15 +377,12 @@ def report_markdown(report: ReceptiveFieldReport) -> str:
 def report_html(report: ReceptiveFieldReport) -> str:
     """The report as an HTML page."""
     layer_header, layer_rows, output_header, output_rows = report_tables(report)
-    sizes = ", ".join(f"{name} {_size_text(size)}" for name, size in report.input_sizes.items())
-    parts = [f"<p>Input size: {html.escape(sizes)} (method: {report.method}).</p>"]
+    parts = [f"<p>{html.escape(_input_size_text(report))}</p>"]
     if layer_rows:
         parts.append(html_table(layer_header, layer_rows))
     parts.append(html_table(output_header, output_rows))
     if report.recommended_output:
-        parts.append(f"<p><b>Recommended</b>: OUTPUT_NAME={html.escape(report.recommended_output)}, "
-                     f"RFIELD={_size_text(_yx(report.receptive_field))}, "
-                     f"EFIELD={_size_text(_yx(report.expression_field))}.</p>")
+        parts.append(f"<p><b>Recommended</b>: {html.escape(_recommendation_text(report))}</p>")
     parts += [f"<p>{html.escape(note)}</p>" for note in report.notes]
     return "<html><body>" + "".join(parts) + "</body></html>"
 
@@ -409,31 +391,36 @@ def _yx(size: tuple[int, int] | None) -> tuple[int, int] | None:
     return (size[1], size[0]) if size else None
 
 
-def read_model_json(model_dir: str | Path) -> dict[str, Any]:
-    """The ``otbtf_model.json`` beside a SavedModel, or ``{}`` when absent or unreadable."""
-    path = Path(model_dir) / MODEL_JSON
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def input_sizes_for(input_size: int, inputs: Sequence[str],
+                    described: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Input sizes ``(rows, cols)`` to analyse: the first input square, the others like their training patches.
 
+    The first input gets ``input_size × input_size``. ``described`` is the ``inputs``
+    section of ``otbtf_model.json`` (``patch_size`` as ``[x, y]`` per input): each other
+    input keeps, per axis, the ratio of its patch to the first input's patch,
+    ``rows = round(input_size · patch_y / first_patch_y)`` (same for the columns with
+    ``x``), at least 1. An input without a patch size (or all, without the JSON) gets
+    ``input_size × input_size``.
 
-def input_sizes_for(input_size: int, inputs: Sequence[str], model_json: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """Input sizes to analyse: ``input_size`` for the first input, the others scaled like their training patches.
-
-    Without training patch sizes (no ``otbtf_model.json``) every input gets ``input_size``.
+    Raises:
+        InputError: ``input_size`` is not positive (parameter ``INPUT_SIZE``).
     """
     if input_size < 1:
         raise InputError(f"must be a positive number of pixels, got {input_size}.", "INPUT_SIZE")
-    described = model_json.get("inputs", {}) if isinstance(model_json.get("inputs"), dict) else {}
-    first_patch = described.get(inputs[0], {}).get("patch_size") if inputs else None
+
+    def patch_xy(name: str) -> tuple[int, int] | None:
+        patch = described.get(name, {}).get("patch_size")
+        if isinstance(patch, (list, tuple)) and len(patch) == 2 and all(isinstance(v, int) and v > 0 for v in patch):
+            return (patch[0], patch[1])
+        return None
+
+    first = patch_xy(inputs[0]) if inputs else None
     sizes = {}
     for name in inputs:
-        patch = described.get(name, {}).get("patch_size")
-        if first_patch and patch and first_patch[0]:
-            scale = input_size / float(first_patch[0])
-            sizes[name] = (max(1, round(patch[1] * scale)), max(1, round(patch[0] * scale)))
+        patch = patch_xy(name)
+        if first and patch:
+            sizes[name] = (max(1, round(input_size * patch[1] / first[1])),
+                           max(1, round(input_size * patch[0] / first[0])))
         else:
             sizes[name] = (input_size, input_size)
     return sizes
@@ -443,13 +430,8 @@ def run(config: Any, reporter: Reporter) -> dict[str, Any]:
     """The ``receptivefield`` job: analyse a SavedModel for an input size; return tables and recommendation."""
     from otbtf_qgis.core.model_graph import analyze_saved_model
 
-    model_dir = Path(config.model)
-    if not (model_dir / "saved_model.pb").is_file():
-        raise ModelError(f"'{model_dir}' is not a SavedModel folder (no saved_model.pb). Choose the folder written "
-                         "by Train model (or by model.export()).", "MODEL")
     reporter.progress(0.05)
-    model_json = read_model_json(model_dir)
-    report = analyze_saved_model(model_dir, config.input_size, model_json, reporter.sub(0.05, 0.95))
+    report = analyze_saved_model(config.model, config.input_size, reporter.sub(0.05, 0.95))
     markdown = report_markdown(report)
     for line in markdown.splitlines():
         reporter.info(line)

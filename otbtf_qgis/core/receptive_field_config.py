@@ -11,4 +11,5 @@ class ReceptiveFieldConfig:
 
     model: str = field(metadata={"param": "MODEL", "help": "SavedModel folder"})
     input_size: int = field(default=64, metadata={
-        "param": "INPUT_SIZE", "help": "input size in pixels (the first input; others scaled like their patches)"})
+        "param": "INPUT_SIZE", "help": "rows and columns of the first input, in pixels (others scaled like their "
+                                       "training patches, per axis)"})

@@ -52,7 +52,7 @@ from otbtf_qgis.core.export import HISTORY_JSON, TARGET_KEY, check_model_folder,
 from otbtf_qgis.core.fcnn import DEFAULT_INPUT_SCALE, FCNNModel
 from otbtf_qgis.core.model import ModelBase, is_chief
 from otbtf_qgis.core.progress import NullReporter, Reporter
-from otbtf_qgis.core.receptive_field import MODEL_JSON
+from otbtf_qgis.core.serving.model import METADATA_FILE
 from otbtf_qgis.core.training_config import TrainModelConfig, training_folder
 
 #: Dataset keys holding labels, in order of preference: label patches, then per-sample classes.
@@ -63,7 +63,6 @@ STATE_FILE = "state.json"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 _BAD_LABEL = "OTBTF_BAD_LABEL"
-_FCNN_SIZE_STEP = 16
 
 
 @dataclass
@@ -185,19 +184,12 @@ def build_model(config: TrainModelConfig, data: TrainingData, reporter: Reporter
         if config.class_name.strip():
             raise InputError("CLASS_NAME is set but MODEL_FILE is empty: give the Python file that defines it.",
                              "MODEL_FILE")
-        if len(data.input_keys) != 1:
-            raise DatasetError(f"the FCNN takes one image source, the data has {len(data.input_keys)} "
-                               f"({', '.join(data.input_keys)}). Train a custom model (MODEL_FILE) for several.",
-                               "TRAIN_DATA")
         key = data.input_keys[0]
-        rows, cols = data.train.shapes[key][:2]
-        if rows % _FCNN_SIZE_STEP or cols % _FCNN_SIZE_STEP:
-            raise DatasetError(f"the FCNN needs patches whose size is a multiple of {_FCNN_SIZE_STEP}, '{key}' has "
-                               f"{cols}×{rows}. Extract patches of 32, 64, 128, … pixels.", "TRAIN_DATA")
         scale = default_input_scale(data.train.dtypes[key])
+        model = FCNNModel(spec, n_classes=data.n_classes, input_scale=scale)  # checks sources and patch size
         reporter.info(f"model: FCNN, {data.n_classes} classes, input '{INPUT_PREFIX}{key}' "
                       f"({data.train.dtypes[key]}) scaled by {scale:g}")
-        return FCNNModel(spec, n_classes=data.n_classes, input_scale=scale)
+        return model
     cls = load_model_class(config.model_file, config.class_name)
     kwargs: dict[str, Any] = {}
     if "n_classes" in inspect.signature(cls.__init__).parameters:
@@ -664,7 +656,7 @@ def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str,
                   f"RFIELD={serving['receptive_field'][0]}, EFIELD={serving['expression_field'][0]}")
     return {
         "output_model": str(output),
-        "model_json": str(output / MODEL_JSON),
+        "model_json": str(output / METADATA_FILE),
         "history": str(output / HISTORY_JSON),
         "training_folder": str(workspace_path),
         "tensorboard": str(workspace_path / LOGS),

@@ -33,8 +33,9 @@ class ReceptiveFieldAlgorithm(OtbtfAlgorithm):
         "<name>_crop<N> drops N pixels on each side and is seamless when N covers that border.\n\n"
         "It recommends the serving parameters for Model serve: OUTPUT_NAME (the smallest seamless cropped output), "
         "RFIELD (the input size) and EFIELD (= RFIELD − 2·N). For the FCNN on 64 pixels: 33 valid pixels, so "
-        "predictions_softmax_tensor_crop16 with RFIELD 64 and EFIELD 32. Other inputs of a multi-input model are "
-        "scaled like their training patches (from otbtf_model.json)."
+        "predictions_softmax_tensor_crop16 with RFIELD 64 and EFIELD 32. The first input is always square; the "
+        "other inputs of a multi-input model keep, per axis, the ratio of their training patches to the first "
+        "input's (from otbtf_model.json)."
     )
 
     MODEL = "MODEL"

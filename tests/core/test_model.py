@@ -211,3 +211,27 @@ def test_model_errors():
         NotADict(spec)
     with pytest.raises(ModelError, match="at least 2 classes"):
         FCNNModel(spec, n_classes=1)
+
+
+def test_exported_names_and_model_json_agree_when_a_layer_name_is_another_key(tmp_path: Path):
+    """'predictions' comes from a layer named 'scores' while another output's key is 'scores'."""
+    from otbtf_qgis.core.export import export_model
+
+    class Colliding(ModelBase):
+        def get_outputs(self, normalized_inputs):
+            x = normalized_inputs["input_xs"]
+            features = tf.keras.layers.Conv2D(3, 3, padding="same", name="feat")(x)
+            scores = tf.keras.layers.Conv2D(2, 1, activation="softmax", name="scores")(features)
+            return {"predictions": scores, "scores": features}
+
+    model = Colliding(({"input_xs": tf.TensorSpec((None, 16, 16, 1), tf.float32)}, {}), inference_cropping=(2,))
+    assert model.output_names_by_key == {"predictions": "predictions", "scores": "feat"}
+    description = export_model(model, tmp_path / "model", {"input_xs": (16, 16)})
+    signature = tf.saved_model.load(str(tmp_path / "model")).signatures["serving_default"]
+    exported = sorted(signature.structured_outputs)
+    assert exported == sorted(description["outputs"]) == ["feat", "feat_crop2", "predictions", "predictions_crop2"]
+    assert description["class_output"] == "predictions"
+    assert description["cropped_outputs"]["predictions_crop2"]["output"] == "predictions"
+    assert description["serving"]["output_name"] in exported
+    outputs = signature(input_xs=tf.ones((1, 16, 16, 1)))
+    assert outputs["predictions"].shape[-1] == 2 and outputs["predictions_crop2"].shape[1:3] == (12, 12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import keras
@@ -118,7 +119,24 @@ def test_receptivefield_job(fcnn_savedmodel: Path, tmp_path: Path):
     assert "| conv1 | Conv2D | 3 | 2 | 32 | 31 |" in result["table"]
     assert "| predictions_softmax_tensor | Conv2DTranspose | 3 | 2 | 64 | 33 |" in result["table"]
     assert "<table" in result["html"]
-    with pytest.raises(ModelError, match="not a SavedModel folder"):
+    with pytest.raises(ModelError, match="is not a SavedModel"):
         run(ReceptiveFieldConfig(model=str(tmp_path), input_size=64), NullReporter())
     with pytest.raises(ModelError, match="does not accept inputs"):
         analyze_saved_model(fcnn_savedmodel, 40)
+
+
+def test_saved_models_open_as_serving_opens_them(fcnn_savedmodel: Path, tmp_path: Path):
+    """The analysis loads SavedModels with the serving rules: a broken JSON is an error, any single signature works."""
+    broken = tmp_path / "broken"
+    shutil.copytree(fcnn_savedmodel, broken)
+    (broken / "otbtf_model.json").write_text("{broken", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"otbtf_model\.json' is not valid JSON"):
+        run(ReceptiveFieldConfig(model=str(broken), input_size=64), NullReporter())
+
+    module = tf.Module()
+    module.pool = tf.function(lambda x: {"y": tf.nn.avg_pool2d(x, 3, 1, "SAME")},
+                              input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name="x")])
+    other = tmp_path / "other_signature"
+    tf.saved_model.save(module, str(other), signatures={"pool": module.pool})
+    report = analyze_saved_model(other, 16)
+    assert (report.outputs["y"].size, report.outputs["y"].valid_rows) == ((16, 16), (1, 15))

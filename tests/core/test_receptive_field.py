@@ -11,20 +11,25 @@ from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.receptive_field import (
     OutputGeometry,
     ReceptiveFieldReport,
-    conv_output_size,
     conv_valid_mask,
     crop_covers,
-    expression_field,
+    cropped_outputs,
     input_sizes_for,
     recommend,
     report_html,
     report_markdown,
     same_padding_before,
-    smallest_covering_crop,
     split_crop_name,
     transposed_conv_valid_mask,
     valid_run,
 )
+
+
+def conv_output_size(in_size: int, kernel: int, stride: int, padding: str, dilation: int = 1) -> int:
+    """TensorFlow's output size of a convolution: ``⌈n/s⌉`` ("same"), ``⌊(n − d·(k−1) − 1)/s⌋ + 1`` ("valid")."""
+    if padding.upper() == "SAME":
+        return -(-in_size // stride)
+    return max((in_size - dilation * (kernel - 1) - 1) // stride + 1, 0)
 
 
 def brute_conv(mask: np.ndarray, kernel: int, stride: int, pad_before: int, out_size: int, dilation: int) -> np.ndarray:
@@ -99,7 +104,10 @@ def test_otbtf_formulas_for_3x3_stride_2():
 
 
 def test_fcnn_chain_of_the_documentation():
-    """64 → 31 → 15 → 7 → 3, then 5 → 9 → 17 → 33 with the skip connections, valid run [15, 48)."""
+    """64 → 31 → 15 → 7 → 3, then 5 → 9 → 17 → 33 with the skip connections: crop16, rf 64, ef 32.
+
+    The same chain from a real FCNN's graph: test_model_graph.test_fcnn_gives_the_documentation_table.
+    """
     sizes, masks = [64], [np.ones(64, bool)]
     for _ in range(4):
         n = sizes[-1]
@@ -116,9 +124,16 @@ def test_fcnn_chain_of_the_documentation():
         if skip is not None:
             current = current & skip
     assert valid_sizes == [5, 9, 17, 33]
-    assert valid_run(current) == (15, 48)
-    assert smallest_covering_crop((15, 48), 64, (16, 32, 64, 96, 128)) == 16
-    assert expression_field(64, 16) == 32
+    run = valid_run(current)
+    assert run == (15, 48)
+    outputs = {"p": OutputGeometry("p", (64, 64), run, run)}
+    for crop in (16, 32, 64, 96, 128):
+        inner = max(64 - 2 * crop, 0)
+        outputs[f"p_crop{crop}"] = OutputGeometry(f"p_crop{crop}", (inner, inner), (0, inner), (0, inner))
+    report = ReceptiveFieldReport({"input_xs": (64, 64)}, "analytic", outputs)
+    recommend(report, "p")
+    assert (report.recommended_output, report.receptive_field, report.expression_field) == ("p_crop16", (64, 64),
+                                                                                            (32, 32))
 
 
 def test_valid_run_and_crop_helpers():
@@ -128,9 +143,14 @@ def test_valid_run_and_crop_helpers():
     assert crop_covers((15, 48), 64, 16)
     assert not crop_covers((15, 48), 64, 15)
     assert not crop_covers((0, 64), 64, 32)  # nothing left
-    assert smallest_covering_crop((40, 60), 64, (16, 32)) is None
     assert split_crop_name("predictions_softmax_tensor_crop16") == ("predictions_softmax_tensor", 16)
     assert split_crop_name("predictions") is None
+
+
+def test_cropped_outputs_need_their_base_output():
+    names = ["p", "p_crop16", "p_crop32", "q_crop16", "features"]
+    assert cropped_outputs(names) == {"p_crop16": ("p", 16), "p_crop32": ("p", 32)}
+    assert cropped_outputs({"a_crop1": 0}) == {}
 
 
 def _report(size: int, valid: tuple[int, int], crops: tuple[int, ...]) -> ReceptiveFieldReport:
@@ -173,13 +193,21 @@ def test_report_tables():
     assert "| pred_crop32 | 32 | 0 | 0 | 64 | none | no |" in text
     assert "| pred | 0 | 64 | 33 | 64 | 64 | no |" in text
     assert "Recommended: OUTPUT_NAME=pred_crop16, RFIELD=64, EFIELD=32." in text
-    assert "<td>pred_crop16</td>" in report_html(report)
+    assert text.startswith("Input size: input_xs 64 (method: analytic).")
+    page = report_html(report)
+    assert "<td>pred_crop16</td>" in page
+    assert "<p>Input size: input_xs 64 (method: analytic).</p>" in page
+    assert "<p><b>Recommended</b>: OUTPUT_NAME=pred_crop16, RFIELD=64, EFIELD=32.</p>" in page
     assert report.to_dict()["outputs"]["pred"]["valid_size"] == [33, 33]
 
 
 def test_input_sizes_scale_with_training_patches():
-    model_json = {"inputs": {"input_p": {"patch_size": [64, 64]}, "input_xs": {"patch_size": [16, 16]}}}
-    assert input_sizes_for(128, ["input_p", "input_xs"], model_json) == {"input_p": (128, 128), "input_xs": (32, 32)}
+    described = {"input_p": {"patch_size": [64, 64]}, "input_xs": {"patch_size": [16, 16]}}
+    assert input_sizes_for(128, ["input_p", "input_xs"], described) == {"input_p": (128, 128), "input_xs": (32, 32)}
     assert input_sizes_for(50, ["a", "b"], {}) == {"a": (50, 50), "b": (50, 50)}
+    # Non-square patches ([x, y]): the first input stays square, the others keep their ratio per axis (rows, cols).
+    described = {"input_a": {"patch_size": [64, 32]}, "input_b": {"patch_size": [32, 8]}}
+    assert input_sizes_for(128, ["input_a", "input_b"], described) == {"input_a": (128, 128), "input_b": (32, 64)}
+    assert input_sizes_for(128, ["input_b", "input_a"], described) == {"input_b": (128, 128), "input_a": (512, 256)}
     with pytest.raises(InputError, match="INPUT_SIZE"):
         input_sizes_for(0, ["a"], {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,7 +13,14 @@ import tensorflow as tf
 from otbtf_qgis.core.custom_model import load_model_class
 from otbtf_qgis.core.errors import CancelledError, DatasetError, InputError, ModelError
 from otbtf_qgis.core.progress import Reporter
-from otbtf_qgis.core.training import make_preprocessing_fn, plan_training_data, run
+from otbtf_qgis.core.training import (
+    bad_label_error,
+    batch_statistics,
+    make_preprocessing_fn,
+    metrics_from_statistics,
+    plan_training_data,
+    run,
+)
 from otbtf_qgis.core.training_config import TrainModelConfig, training_folder
 
 from .training_data import make_samples, write_patches_folder, write_tfrecords_folder
@@ -206,6 +214,52 @@ def test_class_labels_train_the_centre_pixel(tmp_path: Path):
     assert targets["predictions"].numpy().tolist() == [[0, 0, 1], [0, 1, 0]]
 
 
+def test_metrics_match_keras_with_sample_weights_and_ignore_weight_zero_pixels():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (2, 3, 4))
+    targets = np.eye(3, dtype=np.float32)[labels]
+    logits = rng.normal(size=(2, 3, 4, 3)) * 2
+    predictions = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype(np.float32)
+    weights = rng.choice([0.0, 1.0, 2.0], (2, 3, 4)).astype(np.float32)
+    assert 0 < (weights == 0).sum() < weights.size
+    sums = batch_statistics(tf.constant(targets), tf.constant(predictions), tf.constant(weights)).numpy()
+    metrics = metrics_from_statistics(sums.astype(np.float64))
+    per_channel = np.broadcast_to(weights[..., None], predictions.shape)
+    for name, metric in (("precision", keras.metrics.Precision()), ("recall", keras.metrics.Recall())):
+        metric.update_state(targets, predictions, sample_weight=per_channel)
+        assert metrics[name] == pytest.approx(float(metric.result()), rel=1e-6), name
+    accuracy = keras.metrics.CategoricalAccuracy()
+    accuracy.update_state(targets, predictions, sample_weight=weights)
+    assert metrics["accuracy"] == pytest.approx(float(accuracy.result()), rel=1e-6)
+    entropy = -np.log(np.take_along_axis(predictions, labels[..., None], -1)[..., 0])
+    assert metrics["loss"] == pytest.approx(float((entropy * weights).sum() / weights.sum()), rel=1e-5)
+    # Ignored pixels (weight 0, as the ignore label gets) count nowhere: anything there changes nothing.
+    ignored = weights == 0
+    other_targets, other_predictions = targets.copy(), predictions.copy()
+    other_targets[ignored] = 0.0
+    other_predictions[ignored] = [0.98, 0.01, 0.01]
+    other = batch_statistics(tf.constant(other_targets), tf.constant(other_predictions), tf.constant(weights)).numpy()
+    np.testing.assert_allclose(other, sums, rtol=1e-6)
+
+
+def test_negative_labels_are_reported_with_the_fix(tmp_path: Path):
+    data = _plan(tmp_path, labels=np.zeros((2, 8, 8, 1), np.uint8), ignore_label=255)
+    preprocess = make_preprocessing_fn(data, (8, 8, data.n_classes), "VALID_DATA")
+    labels = np.zeros((2, 8, 8, 1), np.int32)
+    labels[1, 3, 3] = -2
+    labels[1, 4, 4] = -5
+    labels[0, 0, 0] = 255  # the ignore label is not a bad label
+    batch = tf.data.Dataset.from_tensors({"xs": tf.zeros((2, 8, 8, 1), tf.uint16), "labels": tf.constant(labels)})
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:  # raised inside tf.data, as in training
+        next(iter(batch.map(preprocess)))
+    error = bad_label_error(raised.value, data)
+    assert isinstance(error, DatasetError) and error.parameter == "VALID_DATA"
+    assert error.message == (f"a label has the value -5, but labels must be 0 to {data.n_classes - 1} (N_CLASSES = "
+                             f"{data.n_classes}) or the ignore label 255. Fix the labels or set IGNORE_LABEL to the "
+                             "value of unlabelled pixels.")
+    assert bad_label_error(ValueError("something else"), data) is None
+
+
 def test_trains_from_tfrecords_and_class_labels(tmp_path: Path):
     images, labels = make_samples(16, 32, 3, seed=4)
     classes = labels[:, 16, 16, 0].astype(np.int32).reshape(16, 1, 1, 1)
@@ -297,8 +351,15 @@ def test_bad_inputs_before_training(folders: dict[str, Path], tmp_path: Path):
     with pytest.raises(DatasetError, match="has no labels"):
         run(TrainModelConfig(str(unlabelled), str(tmp_path / "m")), Recorder())
     odd = write_patches_folder(tmp_path / "odd", *make_samples(8, 24, 3))
-    with pytest.raises(DatasetError, match="multiple of 16, 'xs' has 24×24"):
+    with pytest.raises(DatasetError, match="TRAIN_DATA: the FCNN needs patches whose size is a multiple of 16, "
+                                           "'input_xs' has 24×24"):
         run(TrainModelConfig(str(odd), str(tmp_path / "m")), Recorder())
+    two_sources = write_tfrecords_folder(tmp_path / "two_sources", {"xs": images, "pan": images[..., :1],
+                                                                    "labels": labels})
+    with pytest.raises(DatasetError, match=r"TRAIN_DATA: the FCNN takes one image source, the data has 2 "
+                                           r"\(input_xs, input_pan\)\. Train a custom model \(MODEL_FILE and "
+                                           r"CLASS_NAME\) for several sources\."):
+        run(TrainModelConfig(str(two_sources), str(tmp_path / "m"), n_classes=3), Recorder())
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "notes.txt").write_text("mine")

@@ -1,10 +1,12 @@
-"""SavedModels for serving: load, inspect the serving signature, read ``otbtf_model.json``.
+"""SavedModels: load, inspect the serving signature, read ``otbtf_model.json``.
 
+The one place that opens a SavedModel, for serving and for the receptive field analysis.
 :func:`read_model_metadata` reads the JSON that training writes beside the SavedModel
 (see ``docs/formats.md``) without TensorFlow. :class:`ServingModel` loads the SavedModel
-(TensorFlow is imported only then), describes its serving signature (input names,
-shapes and dtypes; output names) and builds :class:`TileFunction`: the signature traced
-once for a fixed tile shape, with the user's constant inputs bound.
+(TensorFlow is imported only then), picks its signature (``serving_default``, or the only
+one), describes it (input names, shapes and dtypes; output names) and builds
+:class:`TileFunction`: the signature traced once for a fixed tile shape, with the user's
+constant inputs bound.
 """
 
 from __future__ import annotations
@@ -239,13 +241,17 @@ class TileFunction:
 class ServingModel:
     """A SavedModel and its serving signature.
 
+    The signature is ``serving_default``, or the only signature of a SavedModel that has
+    one under another name. ``otbtf_model.json`` beside it, if any, is read into
+    :attr:`metadata`.
+
     Args:
         folder: The SavedModel folder.
         parameter: Parameter named in errors.
 
     Raises:
-        ModelError: the folder is missing, is not a SavedModel, fails to load or has no
-            signature to serve.
+        ModelError: the folder is missing, is not a SavedModel, fails to load, has no
+            signature to serve, or its ``otbtf_model.json`` is not valid JSON.
     """
 
     def __init__(self, folder: str | os.PathLike[str], parameter: str = "MODEL") -> None:
@@ -255,7 +261,7 @@ class ServingModel:
             raise ModelError(f"the model folder '{self.folder}' does not exist. Give a SavedModel folder.", parameter)
         if not self.folder.is_dir() or not is_saved_model(self.folder):
             raise ModelError(f"'{self.folder}' is not a SavedModel (no saved_model.pb in it). Give the folder "
-                             "written by model.export() or tf.saved_model.save().", parameter)
+                             "written by Train model, model.export() or tf.saved_model.save().", parameter)
         self.metadata = read_model_metadata(self.folder)
         import tensorflow as tf
 
@@ -280,6 +286,11 @@ class ServingModel:
             raise ModelError(f"the signature '{self.signature_name}' of '{self.folder}' does not name its outputs.",
                              parameter)
         self.outputs = {name: _tensor_info(name, spec) for name, spec in outputs.items()}
+
+    @property
+    def signature(self) -> Any:
+        """The selected signature: a concrete function taking the inputs by name, returning a dict of outputs."""
+        return self._signature
 
     def input_names(self) -> list[str]:
         """Signature input names, in the order of ``otbtf_model.json`` when it lists them."""
