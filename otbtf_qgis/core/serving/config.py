@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from otbtf_qgis.core.errors import InputError
-from otbtf_qgis.core.sizes import parse_size
 from otbtf_qgis.core.pyotb_io import RasterInput
+from otbtf_qgis.core.sizes import parse_size
 
 OutputType = Literal["float32", "float64", "uint8", "uint16", "int16", "int32", "uint32"]
 OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
