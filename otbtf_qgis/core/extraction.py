@@ -22,8 +22,10 @@ then decoded on all cores). While a background thread reads the next group, the 
 of this one are cut from memory and appended to the outputs, about 1 MiB at a time so
 that each slice is written while still in the CPU cache, straight to the file
 (:mod:`otbtf_qgis.core.striped_tiff`). Memory stays bounded by the group size.
-With nodata to check, the sources that have nodata are read once more first, because the
-output size must be known before writing.
+Patches with nodata are dropped from each slice before it is written: a striped
+patches-image ends at its last row when finalized. Only complex sources, written through
+GDAL, need the output size beforehand: then the sources that have nodata are read once
+more first to find the rejected points.
 
 From Python, sources may also be pyotb objects: they are written by OTB to temporary
 files beside the output folder for the call (see :mod:`otbtf_qgis.core.pyotb_io`), and
@@ -375,7 +377,10 @@ class _GdalAppender:
 
 
 def _patches_writer(plan: _SourcePlan, n: int, path: Path) -> StripedTiffWriter | _GdalAppender:
-    """A striped, pixel-interleaved patches-image writer for ``n`` patches, appended in order.
+    """A striped, pixel-interleaved patches-image writer for up to ``n`` patches, appended in order.
+
+    The striped writer ends the image at the last patch appended; GDAL's (complex pixels)
+    needs exactly ``n``.
 
     Uncompressed: patches-images are read whole for training, where decompressing would
     cost more than the disk it saves. Strips of about :data:`STRIP_BYTES` keep reading
@@ -491,9 +496,11 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
     # Two sets of buffers: the next group is read (GDAL releases the GIL) while this one is written.
     buffers: list[list[dict[str, Array]]] = [[{} for _ in plans], [{} for _ in plans]]
     checked = [i for i, plan in enumerate(plans) if any(v is not None for v in plan.spec.nodata)]
+    # The striped writer learns its height when finalized: patches with nodata are dropped while writing.
+    # GDAL's writer (complex pixels) must know it first, so then the rejected points are found beforehand.
+    known_size = bool(checked) and not all(supports_striped(plan.info.dtype) for plan in plans)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="otbtf-read") as reader:
-        if checked:
-            # The output size must be known before writing: find the rejected points first.
+        if known_size:
             part = reporter.sub(0.05, 0.45)
 
             def clean_of(number: int, group: IntArray) -> npt.NDArray[np.bool_]:
@@ -508,11 +515,15 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
                 groups[number] = groups[number][clean]
                 part.progress((number + 1) / len(groups))
             groups = [group for group in groups if len(group)]
-        if not groups:
-            raise _nothing_kept(len(points) + points.skipped, rejected)
-        kept_points = np.concatenate(groups)
-        writers = [_patches_writer(plan, len(kept_points), outputs[plan.spec.name]) for plan in plans]
-        part = reporter.sub(0.45 if checked else 0.05, 0.97)
+            if not groups:
+                raise _nothing_kept(len(points) + points.skipped, rejected)
+            checked = []  # every patch left is clean
+        max_points = sum(len(group) for group in groups)
+        writers = [_patches_writer(plan, max_points, outputs[plan.spec.name]) for plan in plans]
+        part = reporter.sub(0.45 if known_size else 0.05, 0.97)
+        # Slices of about WRITE_BYTES for all the sources together, cut then written while still in the CPU cache.
+        step = max(1, WRITE_BYTES // sum(_patch_bytes(plan) for plan in plans))
+        kept: list[IntArray] = []
 
         def data_of(number: int, group: IntArray) -> list[GroupRead]:
             return [read_group_data(dataset, plan, group, buffer)
@@ -521,19 +532,33 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
         try:
             # The reader thread only reads (GDAL decodes while this thread cuts and writes the previous group).
             for number, data in enumerate(_read_ahead(reader, groups, data_of, reporter)):
-                count = len(groups[number])
-                for plan, writer, source_data, buffer in zip(plans, writers, data, buffers[number % 2], strict=True):
-                    step = max(1, WRITE_BYTES // _patch_bytes(plan))
-                    for start in range(0, count, step):
-                        patches = cut_patches(source_data, plan, buffer, start, min(count, start + step))
-                        writer.append(patches.reshape(-1, plan.spec.patch_size[0], plan.info.bands))
+                group = groups[number]
+                for start in range(0, len(group), step):
+                    stop = min(len(group), start + step)
+                    patches = [cut_patches(source_data, plan, buffer, start, stop)
+                               for plan, source_data, buffer in zip(plans, data, buffers[number % 2], strict=True)]
+                    clean = np.ones(stop - start, dtype=bool)
+                    for index in checked:
+                        clean &= nodata_free(patches[index], plans[index].spec.nodata)
+                    n_clean = int(clean.sum())
+                    rejected["nodata"] += stop - start - n_clean
+                    if n_clean == 0:
+                        continue
+                    kept.append(group[start:stop] if n_clean == stop - start else group[start:stop][clean])
+                    for plan, writer, source_patches in zip(plans, writers, patches, strict=True):
+                        if n_clean < stop - start:
+                            source_patches = source_patches[clean]
+                        writer.append(source_patches.reshape(-1, plan.spec.patch_size[0], plan.info.bands))
                 part.progress((number + 1) / len(groups))
+            if not kept:
+                raise _nothing_kept(len(points) + points.skipped, rejected)
             for writer in writers:
                 writer.finalize()
         except BaseException:
             for writer in writers:
                 writer.abort()
             raise
+    kept_points = np.concatenate(kept)
     files: dict[str, Path] = {plan.spec.name: outputs[plan.spec.name] for plan in plans}
     if labels is not None:
         assert labels_output is not None
