@@ -149,6 +149,31 @@ def test_polygons_keep_positions_whose_centre_is_inside(tmp_path: Path):
     np.testing.assert_array_equal(dataset.ReadAsArray(), expected)
 
 
+@pytest.mark.parametrize("strip_bytes", [64 << 20, 1])
+def test_nodata_is_checked_only_inside_the_polygons(tmp_path: Path, monkeypatch, strip_bytes: int):
+    """Outside the polygons first; nodata counted among the positions inside; only their rows and columns read."""
+    monkeypatch.setattr(sampling, "STRIP_BYTES", strip_bytes)  # 1: one grid row per strip
+    data = encoded_values(40, 40, 1) + 1
+    data[21, 21] = data[2, 2] = data[30, 5] = -9  # inside, outside, outside the polygon
+    raster = make_raster(tmp_path / "in.tif", data, nodata=-9)
+    # 4-pixel patches every 4 pixels: centres at 2, 6, ..., 38; the box holds centres 18, 22 and 26 each way.
+    polygons = polygons_layer(tmp_path, [(17, 17, 27, 27)], ["a"])
+    windows = []
+    read_window = sampling.read_window
+
+    def recording(dataset, window, **kwargs):
+        windows.append(window)
+        return read_window(dataset, window, **kwargs)
+
+    monkeypatch.setattr(sampling, "read_window", recording)
+    result = patches_selection(config(tmp_path, raster, patch_size="4", polygons=str(polygons)))
+    inside = {row * 10 + col for row in (4, 5, 6) for col in (4, 5, 6)}
+    assert set(positions(tmp_path / "train.gpkg")) == inside - {5 * 10 + 5}
+    assert result["rejected"] == {"nodata": 1, "outside_polygons": 100 - 9}
+    assert min(w.row_off for w in windows) == 16 and max(w.row_off + w.height for w in windows) == 28
+    assert min(w.col_off for w in windows) == 16 and max(w.col_off + w.width for w in windows) == 28
+
+
 def test_integer_classes_keep_their_value(tmp_path: Path):
     raster = make_raster(tmp_path / "in.tif", encoded_values(16, 16, 1))
     polygons = polygons_layer(tmp_path, [(0, 0, 8, 8), (8, 8, 16, 16)], [7, 3])
