@@ -473,6 +473,7 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
     rejected = {"no_geometry": points.skipped, "no_class": 0, "outside": 0, "nodata": 0}
     keep = np.ones(len(points), dtype=bool)
     labels = None
+    has_class = np.ones(len(points), dtype=bool)
     if class_field:
         has_class = np.array([v is not None for v in points.values[class_field]], dtype=bool)
         rejected["no_class"] = int((~has_class).sum())
@@ -564,7 +565,7 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
         assert labels_output is not None
         # labels.codes has one entry per point with a class, in layer order.
         code_of_point = np.full(len(points), -1, np.int64)
-        code_of_point[np.flatnonzero(np.array([v is not None for v in points.values[class_field]]))] = labels.codes
+        code_of_point[has_class] = labels.codes
         class_image = code_of_point[kept_points].astype(np.int32).reshape(-1, 1, 1)
         with GeoTiffWriter(labels_output, 1, len(class_image), 1, np.int32, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
                            creation_options=["BIGTIFF=IF_SAFER"], parameter="OUTPUT_DIR") as labels_writer:

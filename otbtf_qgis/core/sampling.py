@@ -77,25 +77,6 @@ class PatchesSelectionConfig:
                                                      "help": "optional label raster of the polygons on INPUT's grid"})
 
 
-@dataclass(frozen=True)
-class Positions:
-    """Candidate patch positions of a grid and which of them are kept.
-
-    Attributes:
-        cols: Patch start column of each grid column (``n_cols``).
-        rows: Patch start row of each grid row (``n_rows``).
-        valid: ``(n_rows, n_cols)``: the patch holds no nodata / masked pixel.
-        inside: ``(n_rows, n_cols)``: the centre is inside a polygon (all True without polygons).
-        classes: ``(n_rows, n_cols)`` class label at the centre (``None`` without class field).
-    """
-
-    cols: npt.NDArray[np.int64]
-    rows: npt.NDArray[np.int64]
-    valid: npt.NDArray[np.bool_]
-    inside: npt.NDArray[np.bool_]
-    classes: npt.NDArray[np.int64] | None
-
-
 def _nodata_values(info: RasterInfo, override: float | None) -> list[float | None]:
     if override is not None:
         return [override] * info.bands
