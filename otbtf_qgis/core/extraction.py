@@ -63,7 +63,7 @@ from otbtf_qgis.core.grid import centre_pixel, geo_to_pixel, parse_sizes, patch_
 from otbtf_qgis.core.labels import ClassLabels, class_labels, mapping_from_names, names_from_metadata
 from otbtf_qgis.core.progress import NullReporter, Reporter
 from otbtf_qgis.core.pyotb_io import RasterInput, ScratchRasters, file_path
-from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, atomic_output, open_raster, read_window
+from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, atomic_output, nodata_mask, open_raster, read_window
 from otbtf_qgis.core.striped_tiff import StripedTiffWriter
 from otbtf_qgis.core.striped_tiff import supports as supports_striped
 from otbtf_qgis.core.vector import PointTable, read_points, transform_xy
@@ -180,13 +180,9 @@ def parse_nodata(text: str, infos: Sequence[RasterInfo]) -> list[tuple[float | N
 
 
 def _nodata_for_manifest(values: tuple[float | None, ...]) -> Any:
-    distinct = set(values)
-    if distinct == {None}:
-        return None
-    if len(distinct) == 1:
-        value = values[0]
-        return None if value is None or math.isnan(value) else value
-    return [None if v is None or math.isnan(v) else v for v in values]
+    """One value, or a list per band when they differ; NaN (not JSON) is written as null."""
+    written = [None if v is None or math.isnan(v) else v for v in values]
+    return written[0] if len(set(written)) == 1 else written
 
 
 @dataclass
@@ -346,14 +342,8 @@ def read_group(dataset: Any, plan: _SourcePlan, points: IntArray, buffers: dict[
 
 
 def nodata_free(patches: Array, nodata: tuple[float | None, ...]) -> npt.NDArray[np.bool_]:
-    """Per patch of ``(n, rows, cols, bands)``: True when no pixel has a band equal to that band's nodata."""
-    clean = np.ones(len(patches), dtype=bool)
-    for band, value in enumerate(nodata):
-        if value is None:
-            continue
-        plane = patches[..., band]
-        clean &= ~(np.isnan(plane) if math.isnan(value) else plane == value).any(axis=(1, 2))
-    return clean
+    """Per patch of ``(n, rows, cols, bands)``: True when no pixel is nodata (see :func:`nodata_mask`)."""
+    return ~nodata_mask(patches, nodata).any(axis=(1, 2))  # type: ignore[no-any-return]
 
 
 class _GdalAppender:

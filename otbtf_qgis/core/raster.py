@@ -10,6 +10,7 @@ half-written file (see :func:`partial_name`).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -301,6 +302,28 @@ def read_window(dataset: gdal.Dataset, window: Window, bands: Sequence[int] | No
     except RuntimeError as exc:
         raise RasterIOError(f"cannot read {inside} of '{dataset.GetDescription()}': {exc}") from exc
     return out
+
+
+def nodata_mask(pixels: npt.NDArray[Any], nodata: Sequence[float | None]) -> npt.NDArray[np.bool_]:
+    """Where ``pixels`` (``(..., bands)``) are nodata: True where any band equals that band's nodata value.
+
+    Args:
+        pixels: The pixels, bands last.
+        nodata: One value per band: a number, NaN (matches NaN pixels, which never compare
+            equal to anything), or ``None`` (the band is not checked).
+
+    Returns:
+        A boolean array of shape ``pixels.shape[:-1]``.
+    """
+    if len(nodata) != pixels.shape[-1]:
+        raise ValueError(f"{len(nodata)} nodata values for {pixels.shape[-1]} bands")
+    mask = np.zeros(pixels.shape[:-1], dtype=bool)
+    for band, value in enumerate(nodata):
+        if value is None:
+            continue
+        plane = pixels[..., band]
+        mask |= np.isnan(plane) if math.isnan(value) else plane == value
+    return mask
 
 
 _Writer = TypeVar("_Writer", bound="PublishOnSuccess")

@@ -38,7 +38,7 @@ from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.grid import grid_starts, parse_size, patch_centre, pixel_to_geo
 from otbtf_qgis.core.labels import class_labels
 from otbtf_qgis.core.progress import NullReporter, Reporter
-from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, open_raster, read_window, srs_from_wkt
+from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, nodata_mask, open_raster, read_window, srs_from_wkt
 from otbtf_qgis.core.vector import FieldColumn, FieldKind, PolygonTable, read_polygons, write_points
 from otbtf_qgis.core.windows import Window
 
@@ -119,9 +119,7 @@ def valid_patches(dataset: Any, info: RasterInfo, cols: npt.NDArray[np.int64], r
         invalid = np.zeros((window.height, window.width), dtype=bool)
         if checks:
             pixels = read_window(dataset, window, bands=[b + 1 for b, _ in checks])
-            for position, (_, value) in enumerate(checks):
-                plane = pixels[:, :, position]
-                invalid |= np.isnan(plane) if value is not None and math.isnan(value) else plane == value
+            invalid |= nodata_mask(pixels, [value for _, value in checks])
         if mask is not None:
             invalid |= read_window(mask, window, bands=[1])[:, :, 0] == 0
         table = np.zeros((window.height + 1, window.width + 1), dtype=np.int64)

@@ -126,23 +126,27 @@ def test_nodata_rejection_beside_a_complex_source(tmp_path: Path):
         np.testing.assert_array_equal(sar_image[i * 4:(i + 1) * 4], windows[pid] + 1j)
 
 
-def test_nodata_rejection_counts(tmp_path: Path):
-    data = encoded_values(30, 30, 2, "int16") + 1
-    data[10, 10, 1] = -5
-    data[20, 5, 0] = -5
+@pytest.mark.parametrize(("dtype", "nodata"), [("int16", -5.0), ("float32", float("nan"))])
+def test_nodata_rejection_counts(tmp_path: Path, dtype: str, nodata: float):
+    data = encoded_values(30, 30, 2, dtype) + 1
+    data[10, 10, 1] = nodata
+    data[20, 5, 0] = nodata
     other = np.ones((30, 30, 1), np.uint8)  # no nodata set
     other[3, 3] = 0
-    raster = make_raster(tmp_path / "xs.tif", data, nodata=-5)
+    raster = make_raster(tmp_path / "xs.tif", data, nodata=nodata)
     other_path = make_raster(tmp_path / "other.tif", other)
     xy = [(X0 + (c + 0.5) * 10, Y0 - (r + 0.5) * 10) for r in range(2, 29, 3) for c in range(2, 29, 3)]
     points = make_points(tmp_path / "p.gpkg", xy)
     windows = [expected_patch(data, 10.0, x, y, (5, 5)) for x, y in xy]
     n_outside = sum(w is None for w in windows)
-    n_nodata = sum(w is not None and bool((w == -5).any()) for w in windows)
+    n_nodata = sum(w is not None and bool(((w == nodata) | np.isnan(w)).any()) for w in windows)
     result, manifest = run(tmp_path, [raster, other_path], points, patch_sizes="5")
     assert result["rejected"] == {"no_geometry": 0, "no_class": 0, "outside": n_outside, "nodata": n_nodata}
     assert n_nodata > 0 and manifest["n_samples"] == len(xy) - n_outside - n_nodata
-    assert manifest["sources"][0]["nodata"] == -5 and manifest["sources"][1]["nodata"] is None
+    # NaN is not valid JSON: the manifest says null for a NaN nodata.
+    assert manifest["sources"][0]["nodata"] == (None if np.isnan(nodata) else nodata)
+    assert manifest["sources"][1]["nodata"] is None
+    assert not np.isnan(read_image(tmp_path / "out" / "xs_patches.tif")).any()
     # nodata given per source: none for xs, 0 for the second
     result, _ = run(tmp_path, [raster, other_path], points, out="out2", patch_sizes="5", nodata="none,0")
     windows = [expected_patch(other, 10.0, x, y, (5, 5)) for x, y in xy]

@@ -59,17 +59,18 @@ def brute_force_valid(invalid: np.ndarray, size: int, step: int) -> set[int]:
             if not invalid[r:r + size, c:c + size].any()}
 
 
+@pytest.mark.parametrize("nodata", [-9.0, float("nan")])
 @pytest.mark.parametrize("strip_bytes", [64 << 20, 1])
-def test_nodata_rejection_matches_brute_force(tmp_path: Path, monkeypatch, strip_bytes: int):
+def test_nodata_rejection_matches_brute_force(tmp_path: Path, monkeypatch, strip_bytes: int, nodata: float):
     monkeypatch.setattr(sampling, "STRIP_BYTES", strip_bytes)  # 1: one grid row per strip
-    data = encoded_values(40, 50, 3) + 1
+    data = encoded_values(40, 50, 3) + 1  # float32
     rng = np.random.default_rng(3)
     for _ in range(12):
         r, c, b = rng.integers(0, 40), rng.integers(0, 50), rng.integers(0, 3)
-        data[r, c, b] = -9  # one band at nodata is enough to reject
-    raster = make_raster(tmp_path / "in.tif", data, nodata=-9)
+        data[r, c, b] = nodata  # one band at nodata is enough to reject
+    raster = make_raster(tmp_path / "in.tif", data, nodata=nodata)
     result = patches_selection(config(tmp_path, raster, patch_size="6", step="3"))
-    expected = brute_force_valid((data == -9).any(axis=2), 6, 3)
+    expected = brute_force_valid(((data == nodata) | np.isnan(data)).any(axis=2), 6, 3)
     assert set(positions(tmp_path / "train.gpkg")) == expected
     assert result["rejected"]["nodata"] == result["n_candidates"] - len(expected) > 0
 
