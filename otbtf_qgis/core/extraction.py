@@ -63,7 +63,15 @@ from otbtf_qgis.core.grid import centre_pixel, geo_to_pixel, parse_sizes, patch_
 from otbtf_qgis.core.labels import ClassLabels, class_labels, mapping_from_names, names_from_metadata
 from otbtf_qgis.core.progress import NullReporter, Reporter
 from otbtf_qgis.core.pyotb_io import RasterInput, ScratchRasters, file_path
-from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, atomic_output, nodata_mask, open_raster, read_window
+from otbtf_qgis.core.raster import (
+    GeoTiffWriter,
+    RasterInfo,
+    atomic_output,
+    nodata_mask,
+    open_raster,
+    raster_info,
+    read_window,
+)
 from otbtf_qgis.core.striped_tiff import StripedTiffWriter
 from otbtf_qgis.core.striped_tiff import supports as supports_striped
 from otbtf_qgis.core.vector import PointTable, read_points, transform_xy
@@ -233,10 +241,9 @@ def _chunk_shape(info: RasterInfo) -> tuple[int, int]:
 
 def _open_for_reading(path: str) -> Any:
     """The source, opened so that GeoTIFF reads spanning several blocks decode them on all cores."""
-    dataset = open_raster(path, "SOURCES")
-    if dataset.GetDriver().ShortName == "GTiff":
-        dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY, open_options=["NUM_THREADS=ALL_CPUS"])
-    return dataset
+    driver = gdal.IdentifyDriverEx(path, gdal.OF_RASTER)
+    threads = driver is not None and driver.ShortName == "GTiff"
+    return open_raster(path, "SOURCES", ["NUM_THREADS=ALL_CPUS"] if threads else [])
 
 
 def _patch_bytes(plan: _SourcePlan) -> int:
@@ -454,12 +461,9 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
     reporter = reporter or NullReporter()
     points = read_points(points_path, [class_field] if class_field else [], "POINTS", "FIELD")
     reporter.info(f"{len(points)} points read from POINTS")
-    plans = []
-    for spec in sources:
-        dataset = open_raster(spec.path, "SOURCES")
-        plans.append(_SourcePlan(spec, RasterInfo.from_dataset(dataset, spec.path), metadata=dict(
-            dataset.GetMetadata() or {})))
-        del dataset
+    datasets = [_open_for_reading(spec.path) for spec in sources]
+    plans = [_SourcePlan(spec, RasterInfo.from_dataset(dataset, spec.path), metadata=dict(dataset.GetMetadata() or {}))
+             for spec, dataset in zip(sources, datasets, strict=True)]
     rejected = {"no_geometry": points.skipped, "no_class": 0, "outside": 0, "nodata": 0}
     keep = np.ones(len(points), dtype=bool)
     labels = None
@@ -483,7 +487,6 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
     reporter.progress(0.05)
     patch_bytes = max(_patch_bytes(plan) for plan in plans)
     groups = chunk_groups(plans[0], candidates, max(1, GROUP_BYTES // patch_bytes))
-    datasets = [_open_for_reading(plan.spec.path) for plan in plans]
     # Two sets of buffers: the next group is read (GDAL releases the GIL) while this one is written.
     buffers: list[list[dict[str, Array]]] = [[{} for _ in plans], [{} for _ in plans]]
     checked = [i for i, plan in enumerate(plans) if any(v is not None for v in plan.spec.nodata)]
@@ -587,11 +590,7 @@ def source_specs(config: PatchesExtractionConfig) -> list[SourceSpec]:
     if not config.sources:
         raise InputError("no source raster given. Choose at least one raster.", "SOURCES")
     paths = [file_path(source, "SOURCES") for source in config.sources]
-    infos = []
-    for path in paths:
-        dataset = open_raster(path, "SOURCES")
-        infos.append(RasterInfo.from_dataset(dataset, path))
-        del dataset
+    infos = [raster_info(path, "SOURCES") for path in paths]
     sizes = parse_sizes(config.patch_sizes, len(config.sources), "PATCH_SIZES")
     names = parse_source_names(config.source_names, len(config.sources), [CLASS_KEY] if config.class_field else [])
     nodata = parse_nodata(config.nodata, infos)

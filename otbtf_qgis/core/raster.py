@@ -116,8 +116,14 @@ def ensure_writable_parent(path: Path, parameter: str = "OUTPUT") -> None:
                             parameter)
 
 
-def open_raster(path: str | os.PathLike[str], parameter: str = "INPUT") -> gdal.Dataset:
+def open_raster(path: str | os.PathLike[str], parameter: str = "INPUT",
+                open_options: Sequence[str] = ()) -> gdal.Dataset:
     """Open a raster read-only with a clear error.
+
+    Args:
+        path: The raster.
+        parameter: The user-facing parameter named in errors.
+        open_options: GDAL open options of the driver (``NAME=VALUE``).
 
     Raises:
         RasterIOError: the file does not exist, is not a raster GDAL can read, or has no band.
@@ -131,7 +137,7 @@ def open_raster(path: str | os.PathLike[str], parameter: str = "INPUT") -> gdal.
     if not is_virtual and os.path.isdir(text) and not text.endswith((".gdb", ".SAFE", ".zarr")):
         raise RasterIOError(f"'{text}' is a folder, not a raster file. Choose a raster file.", parameter)
     try:
-        dataset = gdal.OpenEx(text, gdal.OF_RASTER | gdal.OF_READONLY)
+        dataset = gdal.OpenEx(text, gdal.OF_RASTER | gdal.OF_READONLY, open_options=list(open_options))
     except RuntimeError as exc:
         raise RasterIOError(f"'{text}' is not a raster GDAL can read ({exc}). "
                             "Give a GeoTIFF or another GDAL raster format.", parameter) from exc
