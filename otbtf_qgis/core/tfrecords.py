@@ -170,6 +170,17 @@ class RecordLayout:
         return result
 
 
+def _error_text(error: tf.errors.OpError) -> str:
+    """What a TensorFlow error says went wrong, without the traceback a graph error carries.
+
+    A graph error reads "Graph execution error:", "Detected at node … (most recent call
+    last):", the ``File …`` lines, the op's message, then ``[[{{node …}}]]``.
+    """
+    lines = [line.strip() for line in error.message.splitlines()]
+    useful = [line for line in lines if line and not line.startswith(("File ", "[[")) and not line.endswith(":")]
+    return useful[-1] if useful else type(error).__name__
+
+
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)])  # type: ignore[untyped-decorator]
 def _count_shard(path: tf.Tensor) -> tf.Tensor:
     """Read every record of a shard (checking its checksums) and count them; traced once for all shards."""
@@ -302,25 +313,25 @@ class TFRecords:
             DatasetError: naming the first truncated or corrupt shard.
         """
         shapes, types, shards = self._require_format()
-        for shard in shards:
-            count_records(shard, self.parameter)
         try:
             total = int(tf.data.TFRecordDataset([str(s) for s in shards], buffer_size=8 << 20)
                         .reduce(np.int64(0), lambda count, _: count + 1).numpy())
             for record in tf.data.TFRecordDataset(str(shards[0])).take(1):
                 self.parse_tfrecord(record, types, shapes)  # the JSON files describe the records
         except tf.errors.DataLossError:
-            # One pass over all shards is fast; find which one is damaged only when one is.
+            # One pass over all shards is fast; find which one is damaged only when one is: its framing
+            # first (which says where a shard is truncated), then its checksums.
             for shard in shards:
+                count_records(shard, self.parameter)
                 try:
                     _count_shard(tf.constant(str(shard)))
                 except tf.errors.DataLossError as exc:
-                    raise DatasetError(f"the TFRecords shard '{shard}' is corrupt ({exc.message.splitlines()[0]}). "
+                    raise DatasetError(f"the TFRecords shard '{shard}' is corrupt ({_error_text(exc)}). "
                                        "Recreate the TFRecords.", self.parameter) from exc
             raise
         except tf.errors.InvalidArgumentError as exc:
             raise DatasetError(f"the records of '{shards[0]}' do not match {OUTPUT_SHAPES_NAME} and "
-                               f"{OUTPUT_TYPES_NAME} ({exc.message.splitlines()[0]}). Recreate the TFRecords.",
+                               f"{OUTPUT_TYPES_NAME} ({_error_text(exc)}). Recreate the TFRecords.",
                                self.parameter) from exc
         return total
 

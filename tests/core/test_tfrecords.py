@@ -137,12 +137,14 @@ def test_truncated_or_corrupt_shards_are_named(tmp_path: Path):
     assert error.value.parameter == "VALID_DATA"
     with pytest.raises(DatasetError, match=r"truncated/1\.records"):
         open_dataset(tmp_path / "truncated", batch_size=2)
+    with pytest.raises(DatasetError, match=r"shard '.*truncated/1\.records' is truncated"):
+        TFRecords(tmp_path / "truncated").verify()
     corrupt(tmp_path / "bad_length" / "2.records", 3)
     with pytest.raises(DatasetError, match=r"'.*bad_length/2\.records' is corrupt \(bad length checksum"):
         describe_dataset(tmp_path / "bad_length")
     corrupt(tmp_path / "bad_data" / "0.records", 40)  # inside the data of the first record
     assert describe_dataset(tmp_path / "bad_data").n_samples == 12  # the framing is intact
-    with pytest.raises(DatasetError, match=r"shard '.*bad_data/0\.records' is corrupt"):
+    with pytest.raises(DatasetError, match=r"shard '.*bad_data/0\.records' is corrupt \(corrupted record at \d+\)"):
         TFRecords(tmp_path / "bad_data").verify()
     with pytest.raises(DatasetError, match=r"bad_data/0\.records"):
         open_dataset(tmp_path / "bad_data", batch_size=2)
