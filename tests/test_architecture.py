@@ -77,6 +77,24 @@ def test_processing_never_imports_tensorflow(path: Path) -> None:
     assert not bad, f"{path} imports {bad} (directly or through the core): TensorFlow runs in the worker only"
 
 
+CONFIG_FILES = sorted((PACKAGE / "core").glob("*_config.py"))
+HEAVY_MODULES = {"numpy", "osgeo", *TF_MODULES}
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_job_configs_are_light(path: Path) -> None:
+    """Processing builds the jobs' configs: importing them must not load numpy, GDAL or TensorFlow."""
+    bad = roots(transitive_imports(path)) & HEAVY_MODULES
+    assert not bad, f"{path} imports {bad} (directly or through the core): keep job configs light"
+
+
+def test_processing_builds_configs_from_the_config_modules() -> None:
+    for path in FRONT_FILES:
+        jobs = {name for name in imports_of(path) if name.startswith("otbtf_qgis.core.")
+                and name.rsplit(".", 1)[-1][:1].isupper() and name.rsplit(".", 1)[-1].endswith("Config")}
+        assert all(name.rsplit(".", 1)[0].endswith(("_config", ".config")) for name in jobs), (path, jobs)
+
+
 def test_rule_detects_a_violation(tmp_path: Path) -> None:
     sample = tmp_path / "bad.py"
     sample.write_text("def f():\n    import tensorflow as tf\n    from qgis.core import QgsApplication\n")

@@ -80,13 +80,13 @@ register(CommandSpec("environmentinfo", "otbtf_qgis.core.envinfo:EnvironmentInfo
 register(CommandSpec("diagnostics", "otbtf_qgis.core.diagnostics:DiagnosticsConfig",
                      "otbtf_qgis.core.diagnostics:run", False,
                      "Exercise the worker protocol (progress, errors, crashes, cancel) without TensorFlow."))
-register(CommandSpec("patchesselection", "otbtf_qgis.core.sampling:PatchesSelectionConfig",
+register(CommandSpec("patchesselection", "otbtf_qgis.core.sampling_config:PatchesSelectionConfig",
                      "otbtf_qgis.core.sampling:run", False,
                      "Sample patch positions on a grid over a raster and split them train/valid/test."))
-register(CommandSpec("patchesextraction", "otbtf_qgis.core.extraction:PatchesExtractionConfig",
+register(CommandSpec("patchesextraction", "otbtf_qgis.core.extraction_config:PatchesExtractionConfig",
                      "otbtf_qgis.core.extraction:run", False,
                      "Extract the patches of one or more rasters at points into patches-images."))
-register(CommandSpec("createtfrecords", "otbtf_qgis.core.createtfrecords:CreateTFRecordsConfig",
+register(CommandSpec("createtfrecords", "otbtf_qgis.core.createtfrecords_config:CreateTFRecordsConfig",
                      "otbtf_qgis.core.createtfrecords:run", True,
                      "Convert patches folders (train, valid, test) to TFRecords shards."))
 register(CommandSpec("trainmodel", "otbtf_qgis.core.training_config:TrainModelConfig",

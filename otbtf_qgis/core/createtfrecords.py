@@ -14,31 +14,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from otbtf_qgis.core.createtfrecords_config import CreateTFRecordsConfig
 from otbtf_qgis.core.data import IN_MEMORY_MAX_BYTES, describe_dataset
 from otbtf_qgis.core.datafiles import MANIFEST_NAME, TFRECORDS_FORMAT, check_output_folder, write_json
 from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.progress import NullReporter, Reporter
 from otbtf_qgis.core.raster import atomic_output
-
-
-@dataclass(frozen=True)
-class CreateTFRecordsConfig:
-    """Settings of the TFRecords conversion (see the module docstring)."""
-
-    inputs: tuple[str, ...] = field(metadata={"param": "INPUT", "help": "patches folders (train, valid, test, ...)"})
-    output_dir: str = field(metadata={"param": "OUTPUT_DIR", "help": "output folder"})
-    n_samples_per_shard: int = field(default=100, metadata={"param": "N_SAMPLES_PER_SHARD",
-                                                            "help": "samples per .records file"})
-    shuffle: bool = field(default=True, metadata={"param": "SHUFFLE", "help": "write the samples in random order"})
-    seed: int = field(default=0, metadata={"param": "SEED", "help": "seed of the random order"})
-    drop_remainder: bool = field(default=False, metadata={
-        "param": "DROP_REMAINDER", "help": "drop the samples that do not fill a last shard (OTBTF's default)"})
 
 
 def _input_folders(inputs: tuple[str, ...]) -> list[Path]:

@@ -59,10 +59,11 @@ from otbtf_qgis.core.datafiles import (
     write_json,
 )
 from otbtf_qgis.core.errors import InputError
+from otbtf_qgis.core.extraction_config import PatchesExtractionConfig
 from otbtf_qgis.core.grid import centre_pixel, geo_to_pixel, parse_sizes, patch_start
 from otbtf_qgis.core.labels import ClassLabels, class_labels, mapping_from_names, names_from_metadata
 from otbtf_qgis.core.progress import NullReporter, Reporter
-from otbtf_qgis.core.pyotb_io import RasterInput, ScratchRasters, file_path
+from otbtf_qgis.core.pyotb_io import ScratchRasters, file_path
 from otbtf_qgis.core.raster import (
     GeoTiffWriter,
     RasterInfo,
@@ -91,23 +92,6 @@ GROUP_BYTES = 64 << 20
 #: Patches cut and written at once: few enough to be still in the CPU cache when written
 #: (writing from memory just filled costs a fraction of writing from a big cold buffer).
 WRITE_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class PatchesExtractionConfig:
-    """Settings of patches extraction (see the module docstring)."""
-
-    sources: tuple[RasterInput, ...] = field(metadata={
-        "param": "SOURCES", "help": "rasters to extract patches from (from Python: paths or pyotb objects)"})
-    points: str = field(metadata={"param": "POINTS", "help": "point layer (patch centres)"})
-    output_dir: str = field(metadata={"param": "OUTPUT_DIR", "help": "output folder (patches-images and manifest)"})
-    patch_sizes: str = field(default="64", metadata={
-        "param": "PATCH_SIZES", "help": "one size for all sources or one per source: 64, 64x32, or 64,32"})
-    source_names: str = field(default="", metadata={
-        "param": "SOURCE_NAMES", "help": "comma-separated names of the sources (default xs, xs2, xs3, ...)"})
-    class_field: str = field(default="", metadata={"param": "FIELD", "help": "optional class field of POINTS"})
-    nodata: str = field(default="", metadata={
-        "param": "NODATA", "help": "nodata per source: empty = each raster's own, a value, none, or one per source"})
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +38,7 @@ from otbtf_qgis.core.grid import grid_starts, parse_size, patch_centre, pixel_to
 from otbtf_qgis.core.labels import class_labels
 from otbtf_qgis.core.progress import NullReporter, Reporter
 from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, nodata_mask, open_raster, read_window, srs_from_wkt
+from otbtf_qgis.core.sampling_config import PatchesSelectionConfig
 from otbtf_qgis.core.vector import FieldColumn, FieldKind, PolygonTable, read_polygons, write_points
 from otbtf_qgis.core.windows import Window
 
@@ -47,34 +47,7 @@ IGNORE_LABEL = 255
 #: Rough memory budget of one strip of the reference raster read to check nodata.
 STRIP_BYTES = 64 << 20
 
-Strategy = Literal["split", "chessboard", "all"]
 SPLITS = ("train", "valid", "test")
-
-
-@dataclass(frozen=True)
-class PatchesSelectionConfig:
-    """Settings of patches selection (see the module docstring)."""
-
-    input: str = field(metadata={"param": "INPUT", "help": "reference raster"})
-    output_train: str = field(metadata={"param": "OUTPUT_TRAIN", "help": "point layer of the training positions"})
-    patch_size: str = field(default="64", metadata={"param": "PATCH_SIZE", "help": "patch size: 64 or 64x32 (x by y)"})
-    step: str = field(default="", metadata={"param": "STEP",
-                                            "help": "grid step in pixels, 32 or 32x16 (default: the patch size)"})
-    offset: str = field(default="0", metadata={"param": "OFFSET", "help": "grid offset in pixels, 0 or 5x3"})
-    strategy: Strategy = field(default="split", metadata={"param": "STRATEGY", "help": "split, chessboard or all"})
-    train_proportion: float = field(default=0.6, metadata={"param": "TRAIN_PROPORTION", "help": "split: train share"})
-    valid_proportion: float = field(default=0.2, metadata={"param": "VALID_PROPORTION", "help": "split: valid share"})
-    test_proportion: float = field(default=0.2, metadata={"param": "TEST_PROPORTION", "help": "split: test share"})
-    seed: int = field(default=0, metadata={"param": "SEED", "help": "random seed of the split"})
-    mask: str = field(default="", metadata={"param": "MASK", "help": "optional mask raster (0 = excluded)"})
-    nodata: float | None = field(default=None, metadata={"param": "NODATA",
-                                                         "help": "nodata of INPUT (default: the raster's own)"})
-    polygons: str = field(default="", metadata={"param": "POLYGONS", "help": "optional polygons to sample in"})
-    class_field: str = field(default="", metadata={"param": "CLASS_FIELD", "help": "class field of POLYGONS"})
-    output_valid: str = field(default="", metadata={"param": "OUTPUT_VALID", "help": "point layer (validation)"})
-    output_test: str = field(default="", metadata={"param": "OUTPUT_TEST", "help": "point layer (test)"})
-    output_labels: str = field(default="", metadata={"param": "OUTPUT_LABELS",
-                                                     "help": "optional label raster of the polygons on INPUT's grid"})
 
 
 def _nodata_values(info: RasterInfo, override: float | None) -> list[float | None]:
