@@ -9,12 +9,12 @@ import pytest
 from osgeo import gdal, osr
 
 from otbtf_qgis.core import extraction
-from otbtf_qgis.core.errors import InputError, RasterIOError
+from otbtf_qgis.core.errors import CancelledError, InputError, RasterIOError
 from otbtf_qgis.core.extraction import PatchesExtractionConfig, patches_extraction
 
 from ..vector_data import srs_of
 from ..vector_data import write_points as make_points
-from .conftest import encoded_values, make_raster
+from .conftest import CancelAfter, encoded_values, make_raster
 
 X0, Y0 = 500000.0, 4500000.0
 
@@ -289,17 +289,6 @@ def test_output_folder_overwrite_rule(tmp_path: Path):
 
 
 def test_cancel_leaves_nothing(tmp_path: Path, monkeypatch):
-    from otbtf_qgis.core.errors import CancelledError
-    from otbtf_qgis.core.progress import Reporter
-
-    class CancelAfter(Reporter):
-        def __init__(self, calls: int) -> None:
-            self.calls = calls
-
-        def is_canceled(self) -> bool:
-            self.calls -= 1
-            return self.calls < 0
-
     monkeypatch.setattr(extraction, "GROUP_BYTES", 1)  # one group per point: many cancel checks
     raster = make_raster(tmp_path / "xs.tif", encoded_values(40, 40, 1, "uint16"), nodata=65535)
     points = make_points(tmp_path / "p.gpkg", random_points(np.random.default_rng(0), 30, 40, 40, 10.0))
