@@ -187,6 +187,25 @@ def test_records_that_do_not_match_the_json_files(tmp_path: Path):
         open_dataset(folder, batch_size=1)
 
 
+def test_tensors_are_serialized_as_tensorflow_does():
+    from otbtf_qgis.core.tfrecords import _tensor_headers, serialize_sample, serialize_tensor
+
+    rng = np.random.default_rng(1)
+    numbers = rng.normal(size=(3, 2, 2)) * 1000
+    sample = {name: numbers.astype(name) for name in ("uint8", "int8", "uint16", "int16", "uint32", "int32",
+                                                      "uint64", "int64", "float16", "float32", "float64")}
+    sample.update({"bool": numbers > 0, "scalar": np.array(7, np.int32), "empty": np.zeros((0, 2), np.float32),
+                   "complex64": (numbers + 1j).astype(np.complex64), "string": np.array([b"ab", b"", b"c"])})
+    headers = _tensor_headers({k: list(v.shape) for k, v in sample.items()},
+                              {k: tf.as_dtype(v.dtype) for k, v in sample.items()})
+    assert headers["complex64"] is None and headers["string"] is None and headers["uint16"] is not None
+    for key, value in sample.items():
+        assert serialize_tensor(value, headers[key]) == tf.io.serialize_tensor(value).numpy(), key
+    big_endian = sample["uint32"].astype(">u4")[:, ::-1]  # not contiguous either
+    assert serialize_tensor(big_endian, headers["uint32"]) == tf.io.serialize_tensor(sample["uint32"][:, ::-1]).numpy()
+    assert serialize_sample(sample, headers) == serialize_sample(sample)
+
+
 def test_record_layout_fast_path_and_fallbacks(tmp_path: Path):
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
