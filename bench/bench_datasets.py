@@ -63,23 +63,14 @@ def make_image(path: Path, size: int, seed: int) -> None:
     dataset = None
 
 
-def make_points(path: Path, n: int, size: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    uv = rng.uniform(PATCH, size - PATCH, (n, 2))
+def make_points(path: Path, n: int, size: int, seed: int) -> None:
+    """``n`` random points whose patches lie inside the ``size`` x ``size`` image of :func:`make_image`."""
+    from otbtf_qgis.core.vector import write_points
+
+    uv = np.random.default_rng(seed).uniform(PATCH, size - PATCH, (n, 2))
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32631)
-    dataset = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
-    layer = dataset.CreateLayer("points", srs, ogr.wkbPoint)
-    layer.StartTransaction()
-    for u, v in uv:
-        feature = ogr.Feature(layer.GetLayerDefn())
-        point = ogr.Geometry(ogr.wkbPoint)
-        point.AddPoint_2D(500000.0 + u * 10.0, 4500000.0 - v * 10.0)
-        feature.SetGeometry(point)
-        layer.CreateFeature(feature)
-    layer.CommitTransaction()
-    dataset = None
-    return uv
+    write_points(path, 500000.0 + uv[:, 0] * 10.0, 4500000.0 - uv[:, 1] * 10.0, srs.ExportToWkt())
 
 
 def epoch_rate(dataset: Any, samples: int) -> float:

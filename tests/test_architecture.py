@@ -87,12 +87,7 @@ def test_processing_never_imports_tensorflow(path: Path) -> None:
 #: Core modules the Processing side relies on: they must stay on the standard library.
 PROCESS_SIDE_CORE = ["client", "worker", "outputs", "datafiles", "config", "commands", "errors", "progress",
                      "environment"]
-#: Algorithms (and what imports them) that still reach numpy/GDAL through a job module's
-#: config dataclass; remove them from this set once those configs live in ``*_config`` modules.
-NOT_YET_NATIVE_FREE = {"processing/createtfrecords.py", "processing/patchesextraction.py",
-                       "processing/patchesselection.py", "processing/provider.py", "plugin.py"}
-NATIVE_FREE_FILES = [*(PACKAGE / "core" / f"{name}.py" for name in PROCESS_SIDE_CORE),
-                     *(p for p in FRONT_FILES if str(p.relative_to(PACKAGE)) not in NOT_YET_NATIVE_FREE)]
+NATIVE_FREE_FILES = [*(PACKAGE / "core" / f"{name}.py" for name in PROCESS_SIDE_CORE), *FRONT_FILES]
 
 
 @pytest.mark.parametrize("path", NATIVE_FREE_FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -100,6 +95,24 @@ def test_processing_side_never_imports_gdal_or_numpy(path: Path) -> None:
     bad = roots(transitive_imports(path)) & NATIVE_MODULES
     assert not bad, (f"{path} imports {bad} (directly or through the core): inside QGIS, importing osgeo "
                      "changes GDAL's error mode for every plugin; keep it in the worker")
+
+
+CONFIG_FILES = sorted((PACKAGE / "core").glob("*_config.py"))
+HEAVY_MODULES = {"numpy", "osgeo", *TF_MODULES}
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_job_configs_are_light(path: Path) -> None:
+    """Processing builds the jobs' configs: importing them must not load numpy, GDAL or TensorFlow."""
+    bad = roots(transitive_imports(path)) & HEAVY_MODULES
+    assert not bad, f"{path} imports {bad} (directly or through the core): keep job configs light"
+
+
+def test_processing_builds_configs_from_the_config_modules() -> None:
+    for path in FRONT_FILES:
+        jobs = {name for name in imports_of(path) if name.startswith("otbtf_qgis.core.")
+                and name.rsplit(".", 1)[-1][:1].isupper() and name.rsplit(".", 1)[-1].endswith("Config")}
+        assert all(name.rsplit(".", 1)[0].endswith(("_config", ".config")) for name in jobs), (path, jobs)
 
 
 def test_rule_detects_a_violation(tmp_path: Path) -> None:

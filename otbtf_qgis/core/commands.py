@@ -58,15 +58,15 @@ COMMANDS: dict[str, CommandSpec] = {
         needs_tensorflow=False,
         help="Exercise the worker protocol (progress, errors, crashes, cancel) without TensorFlow."),
     "patchesselection": CommandSpec(
-        "otbtf_qgis.core.sampling:PatchesSelectionConfig", "otbtf_qgis.core.sampling:run",
+        "otbtf_qgis.core.sampling_config:PatchesSelectionConfig", "otbtf_qgis.core.sampling:run",
         needs_tensorflow=False,
         help="Sample patch positions on a grid over a raster and split them train/valid/test."),
     "patchesextraction": CommandSpec(
-        "otbtf_qgis.core.extraction:PatchesExtractionConfig", "otbtf_qgis.core.extraction:run",
+        "otbtf_qgis.core.extraction_config:PatchesExtractionConfig", "otbtf_qgis.core.extraction:run",
         needs_tensorflow=False,
         help="Extract the patches of one or more rasters at points into patches-images."),
     "createtfrecords": CommandSpec(
-        "otbtf_qgis.core.createtfrecords:CreateTFRecordsConfig", "otbtf_qgis.core.createtfrecords:run",
+        "otbtf_qgis.core.createtfrecords_config:CreateTFRecordsConfig", "otbtf_qgis.core.createtfrecords:run",
         needs_tensorflow=True,
         help="Convert patches folders (train, valid, test) to TFRecords shards."),
     "trainmodel": CommandSpec(

@@ -12,37 +12,19 @@ The overwrite rule of :func:`otbtf_qgis.core.datafiles.check_output_folder` appl
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from otbtf_qgis.core.data import describe_dataset
-from otbtf_qgis.core.datafiles import MANIFEST_NAME, TFRECORDS_FORMAT, check_output_folder, read_manifest, write_json
+from otbtf_qgis.core.createtfrecords_config import CreateTFRecordsConfig
+from otbtf_qgis.core.data import IN_MEMORY_MAX_BYTES, describe_dataset
+from otbtf_qgis.core.datafiles import MANIFEST_NAME, TFRECORDS_FORMAT, check_output_folder, write_json
 from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.progress import NullReporter, Reporter
 from otbtf_qgis.core.raster import atomic_output
-
-#: Patches folders up to this size are loaded in memory for the conversion.
-IN_MEMORY_MAX_BYTES = 1 << 30
-
-
-@dataclass(frozen=True)
-class CreateTFRecordsConfig:
-    """Settings of the TFRecords conversion (see the module docstring)."""
-
-    inputs: tuple[str, ...] = field(metadata={"param": "INPUT", "help": "patches folders (train, valid, test, ...)"})
-    output_dir: str = field(metadata={"param": "OUTPUT_DIR", "help": "output folder"})
-    n_samples_per_shard: int = field(default=100, metadata={"param": "N_SAMPLES_PER_SHARD",
-                                                            "help": "samples per .records file"})
-    shuffle: bool = field(default=True, metadata={"param": "SHUFFLE", "help": "write the samples in random order"})
-    seed: int = field(default=0, metadata={"param": "SEED", "help": "seed of the random order"})
-    drop_remainder: bool = field(default=False, metadata={
-        "param": "DROP_REMAINDER", "help": "drop the samples that do not fill a last shard (OTBTF's default)"})
 
 
 def _input_folders(inputs: tuple[str, ...]) -> list[Path]:
@@ -93,11 +75,9 @@ def create_tfrecords(config: CreateTFRecordsConfig, reporter: Reporter | None = 
         for index, (folder, description) in enumerate(zip(folders, descriptions, strict=True)):
             target = temp if len(folders) == 1 else temp / names[index]
             sub = reporter.sub(float(bounds[index]), float(bounds[index + 1]))
-            bytes_per_sample = sum(int(np.prod(shape)) * np.dtype(description.dtypes[key]).itemsize
-                                   for key, shape in description.shapes.items())
             n_samples = description.n_samples or 0
-            reader = PatchesImagesReader.from_folder(
-                folder, use_streaming=bytes_per_sample * n_samples > IN_MEMORY_MAX_BYTES, parameter="INPUT")
+            reader = PatchesImagesReader.from_files(
+                description.files, use_streaming=description.sample_bytes * n_samples > IN_MEMORY_MAX_BYTES)
             order = (np.random.default_rng(config.seed).permutation(n_samples) if config.shuffle
                      else np.arange(n_samples))
 
@@ -110,16 +90,16 @@ def create_tfrecords(config: CreateTFRecordsConfig, reporter: Reporter | None = 
             shards = records.write(samples(), n_samples, {k: list(v) for k, v in description.shapes.items()},
                                    dict(description.dtypes), config.n_samples_per_shard, config.drop_remainder, sub)
             count = sum(shard["n_samples"] for shard in shards)
-            manifest = copy.deepcopy(read_manifest(folder, "INPUT") or {})
-            point_ids = manifest.get("point_ids")
-            manifest.update({
+            point_ids = (description.manifest or {}).get("point_ids")
+            manifest = {
+                **(description.manifest or {}),
                 "format": TFRECORDS_FORMAT,
                 "n_samples": count,
                 "patches": os.path.abspath(folder),
                 "shards": shards,
                 "shuffled": config.shuffle,
                 "seed": config.seed if config.shuffle else None,
-            })
+            }
             if isinstance(point_ids, list) and len(point_ids) == n_samples:
                 manifest["point_ids"] = [point_ids[int(i)] for i in order[:count]]
             write_json(target / MANIFEST_NAME, manifest)

@@ -13,9 +13,12 @@ labels read from a point field. Shapes have no batch dimension: ``(rows, cols, b
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from otbtf_qgis.core.datafiles import (
     CLASS_KEY,
@@ -30,14 +33,43 @@ from otbtf_qgis.core.datafiles import (
     shard_files,
 )
 from otbtf_qgis.core.errors import DatasetError, InputError
+from otbtf_qgis.core.raster import raster_info
 
 #: TFRecords folders up to this size have every record checksum verified when opened
 #: (a full read at disk speed); bigger ones only have their framing checked.
 FULL_VERIFY_MAX_BYTES = 1 << 30
+#: Patches folders up to this many bytes are loaded in memory, to train on or to convert to TFRecords.
+IN_MEMORY_MAX_BYTES = 1 << 30
 #: Shuffle buffer (samples) for TFRecords. Shards are also read in a new random order each
 #: epoch, and Create TFRecords writes samples in random order, so a moderate buffer
 #: mixes well; a big one costs memory and throughput.
 SHUFFLE_BUFFER = 512
+
+
+def sample_bytes(shapes: Mapping[str, Sequence[int]], dtypes: Mapping[str, Any]) -> int:
+    """Bytes of one sample: the sum over keys of the shape's product times the dtype's item size."""
+    return sum(int(np.prod(shape)) * np.dtype(dtypes[key]).itemsize for key, shape in shapes.items())
+
+
+@dataclass(frozen=True)
+class PatchesFile:
+    """One key of a patches folder: its patches-image and the geometry of a patch.
+
+    Attributes:
+        key: Dataset key (source name, or ``class``).
+        path: The patches-image file.
+        patch_size: ``(x, y)`` = (columns, rows) of one patch.
+        bands: Band count.
+        dtype: numpy dtype name.
+        count: Number of patches in the image.
+    """
+
+    key: str
+    path: Path
+    patch_size: tuple[int, int]
+    bands: int
+    dtype: str
+    count: int
 
 
 @dataclass(frozen=True)
@@ -52,6 +84,8 @@ class DatasetDescription:
         dtypes: Per key, the numpy/TensorFlow dtype name (``"uint16"``, ``"int32"``, …).
         class_mapping: Class name → integer label (empty when the labels are plain integers).
         ignore_label: The label value that marks unlabelled pixels (``None`` when none).
+        files: The patches-image of each key (patches folders; empty for TFRecords).
+        manifest: The folder's ``manifest.json`` as read (``None`` without one).
     """
 
     kind: Literal["patches", "tfrecords"]
@@ -61,25 +95,13 @@ class DatasetDescription:
     dtypes: dict[str, str]
     class_mapping: dict[str, int]
     ignore_label: int | None
+    files: tuple[PatchesFile, ...] = ()
+    manifest: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
-
-@dataclass(frozen=True)
-class PatchesFile:
-    """One key of a patches folder: its patches-image and the geometry of a patch.
-
-    Attributes:
-        key: Dataset key (source name, or ``class``).
-        path: The patches-image file.
-        patch_size: ``(x, y)`` = (columns, rows) of one patch.
-        bands: Band count.
-        dtype: numpy dtype name.
-    """
-
-    key: str
-    path: Path
-    patch_size: tuple[int, int]
-    bands: int
-    dtype: str
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one sample, all keys together (numeric dtypes; see :func:`sample_bytes`)."""
+        return sample_bytes(self.shapes, self.dtypes)
 
 
 def describe_dataset(folder: str | os.PathLike[str], parameter: str = "TRAIN_DATA") -> DatasetDescription:
@@ -126,6 +148,19 @@ def _existing_folder(folder: str | os.PathLike[str], parameter: str) -> Path:
     return path
 
 
+def manifest_entries(folder: Path, manifest: Mapping[str, Any]) -> list[tuple[str, Path, tuple[int, int]]]:
+    """``(key, patches-image, patch size (x, y))`` of each source and of the labels listed in a patches manifest."""
+    entries = []
+    for source in manifest.get("sources", []):
+        size = source.get("patch_size")
+        entries.append((str(source.get("key", source["name"])), folder / str(source["file"]),
+                        (int(size[0]), int(size[1]))))
+    labels = manifest.get("labels")
+    if labels:
+        entries.append((str(labels.get("key", CLASS_KEY)), folder / str(labels["file"]), (1, 1)))
+    return entries
+
+
 def patches_files(folder: str | os.PathLike[str], parameter: str = "TRAIN_DATA") -> list[PatchesFile]:
     """The keys of a patches folder with their files and patch geometry, checked against the files.
 
@@ -137,50 +172,38 @@ def patches_files(folder: str | os.PathLike[str], parameter: str = "TRAIN_DATA")
         DatasetError: a file is missing or unreadable, or its size does not match the patches.
     """
     path = _existing_folder(folder, parameter)
-    manifest = read_manifest(path, parameter)
+    return _patches_files(path, read_manifest(path, parameter), parameter)
+
+
+def _patches_files(path: Path, manifest: dict[str, Any] | None, parameter: str) -> list[PatchesFile]:
+    """:func:`patches_files` of an existing folder whose manifest was read."""
     entries: list[tuple[str, Path, tuple[int, int] | None]] = []
     if manifest is not None:
-        for source in manifest.get("sources", []):
-            size = source.get("patch_size")
-            entries.append((str(source.get("key", source["name"])), path / str(source["file"]),
-                            (int(size[0]), int(size[1]))))
-        labels = manifest.get("labels")
-        if labels:
-            entries.append((str(labels.get("key", CLASS_KEY)), path / str(labels["file"]), (1, 1)))
+        entries.extend(manifest_entries(path, manifest))
     else:
         for file in sorted(path.glob("*_patches.tif")):
             entries.append((file.name[: -len("_patches.tif")], file, None))
     if not entries:
         raise DatasetError(f"the patches folder '{path}' lists no source. Recreate it with Patches extraction.",
                            parameter)
-    from otbtf_qgis.core.raster import RasterInfo, open_raster
-
     result = []
     for key, file, size in entries:
         if not file.is_file():
             raise DatasetError(f"the patches-image '{file}' of key '{key}' is missing. Recreate the dataset.",
                                parameter)
-        dataset = open_raster(file, parameter)
-        info = RasterInfo.from_dataset(dataset, file)
-        dataset = None
+        info = raster_info(file, parameter)
         patch_size = size if size is not None else (info.width, info.width)
         if info.width != patch_size[0] or info.height % patch_size[1] != 0:
             raise DatasetError(
                 f"the patches-image '{file}' is {info.width}x{info.height} pixels, which is not a column of "
                 f"{patch_size[0]}x{patch_size[1]} patches. Recreate the dataset.", parameter)
-        result.append(PatchesFile(key, file, patch_size, info.bands, info.dtype))
+        result.append(PatchesFile(key, file, patch_size, info.bands, info.dtype, info.height // patch_size[1]))
     return result
 
 
-def _patch_count(file: PatchesFile) -> int:
-    from otbtf_qgis.core.raster import raster_info
-
-    return raster_info(file.path).height // file.patch_size[1]
-
-
 def _describe_patches(path: Path, manifest: dict[str, Any] | None, parameter: str) -> DatasetDescription:
-    files = patches_files(path, parameter)
-    counts = {f.key: _patch_count(f) for f in files}
+    files = _patches_files(path, manifest, parameter)
+    counts = {f.key: f.count for f in files}
     if len(set(counts.values())) != 1:
         raise DatasetError(f"the patches-images of '{path}' hold different numbers of patches ({counts}). "
                            "Recreate the dataset.", parameter)
@@ -194,7 +217,8 @@ def _describe_patches(path: Path, manifest: dict[str, Any] | None, parameter: st
         kind="patches", path=str(path), n_samples=n_samples,
         shapes={f.key: (f.patch_size[1], f.patch_size[0], f.bands) for f in files},
         dtypes={f.key: f.dtype for f in files},
-        class_mapping=_class_mapping(manifest), ignore_label=_ignore_label(manifest))
+        class_mapping=_class_mapping(manifest), ignore_label=_ignore_label(manifest), files=tuple(files),
+        manifest=manifest)
 
 
 def _describe_tfrecords(path: Path, manifest: dict[str, Any] | None, parameter: str) -> DatasetDescription:
@@ -224,7 +248,7 @@ def _describe_tfrecords(path: Path, manifest: dict[str, Any] | None, parameter: 
     return DatasetDescription(
         kind="tfrecords", path=str(path), n_samples=n_samples, shapes=shapes,
         dtypes={str(k): str(v) for k, v in types_data.items()},
-        class_mapping=_class_mapping(manifest), ignore_label=_ignore_label(manifest))
+        class_mapping=_class_mapping(manifest), ignore_label=_ignore_label(manifest), manifest=manifest)
 
 
 def _class_mapping(manifest: dict[str, Any] | None) -> dict[str, int]:
@@ -237,12 +261,12 @@ def _ignore_label(manifest: dict[str, Any] | None) -> int | None:
     return None if value is None else int(value)
 
 
-def open_dataset(folder: str | os.PathLike[str], batch_size: int, shuffle: bool = True, seed: int | None = None,
-                 drop_remainder: bool = True, parameter: str = "TRAIN_DATA") -> Any:
+def open_dataset(folder: str | os.PathLike[str] | DatasetDescription, batch_size: int, shuffle: bool = True,
+                 seed: int | None = None, drop_remainder: bool = True, parameter: str = "TRAIN_DATA") -> Any:
     """Open a dataset folder as a ``tf.data.Dataset`` of dicts ``key -> (batch, rows, cols, bands)``.
 
     TensorFlow is imported here, not when this module is imported (so the return type
-    is spelled ``Any``: this module stays importable from Processing).
+    is spelled ``Any``: describing a dataset does not need TensorFlow).
 
     One pass over the dataset is one epoch (iterate again for the next; the order is
     shuffled again each epoch when ``shuffle``). Tensors keep their stored dtypes.
@@ -255,7 +279,8 @@ def open_dataset(folder: str | os.PathLike[str], batch_size: int, shuffle: bool 
     named before training starts.
 
     Args:
-        folder: A patches folder or a TFRecords folder.
+        folder: A patches folder or a TFRecords folder, or its description (from
+            :func:`describe_dataset`, which is then not done again).
         batch_size: Samples per batch.
         shuffle: Shuffle the samples (each epoch).
         seed: Makes the order reproducible.
@@ -268,14 +293,14 @@ def open_dataset(folder: str | os.PathLike[str], batch_size: int, shuffle: bool 
     """
     if batch_size < 1:
         raise InputError(f"the batch size must be at least 1, got {batch_size}.", "BATCH_SIZE")
-    description = describe_dataset(folder, parameter)
+    description = folder if isinstance(folder, DatasetDescription) else describe_dataset(folder, parameter)
     if drop_remainder and description.n_samples is not None and description.n_samples < batch_size:
         raise DatasetError(f"'{description.path}' holds {description.n_samples} samples, fewer than one batch of "
                            f"{batch_size}: every batch would be dropped. Lower BATCH_SIZE or add samples.", parameter)
     if description.kind == "patches":
         from otbtf_qgis.core.dataset import patches_tf_dataset
 
-        return patches_tf_dataset(description.path, batch_size, shuffle=shuffle, seed=seed,
+        return patches_tf_dataset(description.files or description.path, batch_size, shuffle=shuffle, seed=seed,
                                   drop_remainder=drop_remainder, parameter=parameter)
     from otbtf_qgis.core.tfrecords import TFRecords
 

@@ -31,17 +31,15 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-from otbtf_qgis.core.data import patches_files
+from otbtf_qgis.core.data import IN_MEMORY_MAX_BYTES, PatchesFile, manifest_entries, patches_files, sample_bytes
+from otbtf_qgis.core.datafiles import read_manifest
 from otbtf_qgis.core.errors import DatasetError, InputError
-from otbtf_qgis.core.raster import RasterInfo, open_raster, read_window
+from otbtf_qgis.core.raster import open_raster, raster_info, read_window
 from otbtf_qgis.core.windows import Window
 
 Array = npt.NDArray[Any]
 Sample = dict[str, Array]
 Stats = dict[str, dict[str, Array]]
-
-#: Patches-images up to this many bytes are loaded in memory by :func:`patches_tf_dataset`.
-IN_MEMORY_MAX_BYTES = 1 << 30
 
 
 class PatchesReaderBase(ABC):
@@ -65,9 +63,7 @@ class _PatchesImage:
 
     def __init__(self, path: str, patch_size: tuple[int, int] | None, key: str) -> None:
         self.path = path
-        dataset = open_raster(path, "INPUT")
-        self.info = RasterInfo.from_dataset(dataset, path)
-        dataset = None
+        self.info = raster_info(path, "INPUT")
         width = self.info.width
         self.patch_size = patch_size if patch_size is not None else (width, width)
         psx, psy = self.patch_size
@@ -201,29 +197,28 @@ class PatchesImagesReader(PatchesReaderBase):
     def get_stats(self) -> Stats:
         """Per key, per band ``min``, ``max``, ``mean``, ``std`` (float64) over every pixel of every sample.
 
-        In streaming mode the images are read in chunks, so memory stays bounded.
+        The samples are taken in chunks (read once for all keys in streaming mode), so
+        memory stays bounded.
         """
-        stats: Stats = {}
         chunk = 1024
+        bands = {key: self.shape(key)[2] for key in self.images}
+        minimum = {key: np.full(n, np.inf) for key, n in bands.items()}
+        maximum = {key: np.full(n, -np.inf) for key, n in bands.items()}
+        total = {key: np.zeros(n) for key, n in bands.items()}
+        total_sq = {key: np.zeros(n) for key, n in bands.items()}
+        for start in range(0, self.size, chunk):
+            for key, values in self.read_range(start, min(self.size, start + chunk)).items():
+                pixels = values.reshape(-1, bands[key]).astype(np.float64)
+                minimum[key] = np.minimum(minimum[key], pixels.min(axis=0))
+                maximum[key] = np.maximum(maximum[key], pixels.max(axis=0))
+                total[key] += pixels.sum(axis=0)
+                total_sq[key] += np.square(pixels).sum(axis=0)
+        stats: Stats = {}
         for key in self.images:
-            bands = self.shape(key)[2]
-            minimum = np.full(bands, np.inf)
-            maximum = np.full(bands, -np.inf)
-            total = np.zeros(bands)
-            total_sq = np.zeros(bands)
-            count = 0
-            for start in range(0, self.size, chunk):
-                stop = min(self.size, start + chunk)
-                values = (self.patches_buffer[key][start:stop] if not self.use_streaming
-                          else self.read_range(start, stop)[key]).reshape(-1, bands).astype(np.float64)
-                minimum = np.minimum(minimum, values.min(axis=0))
-                maximum = np.maximum(maximum, values.max(axis=0))
-                total += values.sum(axis=0)
-                total_sq += np.square(values).sum(axis=0)
-                count += values.shape[0]
-            mean = total / max(count, 1)
-            std = np.sqrt(np.maximum(total_sq / max(count, 1) - np.square(mean), 0.0))
-            stats[key] = {"min": minimum, "max": maximum, "mean": mean, "std": std}
+            count = max(self.size * self.shape(key)[0] * self.shape(key)[1], 1)
+            mean = total[key] / count
+            std = np.sqrt(np.maximum(total_sq[key] / count - np.square(mean), 0.0))
+            stats[key] = {"min": minimum[key], "max": maximum[key], "mean": mean, "std": std}
         return stats
 
     def get_size(self) -> int:
@@ -234,23 +229,29 @@ class PatchesImagesReader(PatchesReaderBase):
     def from_folder(cls, folder: str | os.PathLike[str], use_streaming: bool = False,
                     parameter: str = "INPUT") -> PatchesImagesReader:
         """The reader of a patches folder (output of patch extraction), with its patch sizes."""
-        files = patches_files(folder, parameter)
+        return cls.from_files(patches_files(folder, parameter), use_streaming=use_streaming)
+
+    @classmethod
+    def from_files(cls, files: Sequence[PatchesFile], use_streaming: bool = False) -> PatchesImagesReader:
+        """The reader of the patches-images of a patches folder (see :func:`otbtf_qgis.core.data.patches_files`)."""
         return cls({f.key: [str(f.path)] for f in files}, use_streaming=use_streaming,
                    patch_sizes={f.key: f.patch_size for f in files})
 
 
 def _patch_size_for(key: str, paths: list[str],
                     patch_sizes: Mapping[str, int | tuple[int, int]] | None) -> tuple[int, int] | None:
+    """The patch size given for ``key``, else the one the manifest beside its first image lists, else ``None``."""
     if patch_sizes and key in patch_sizes:
         value = patch_sizes[key]
         return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-    folder = Path(paths[0]).resolve().parent
+    image = Path(paths[0]).resolve()
     try:
-        for entry in patches_files(folder):
-            if entry.path.resolve() == Path(paths[0]).resolve():
-                return entry.patch_size
+        manifest = read_manifest(image.parent, "INPUT")
     except (DatasetError, InputError):
-        pass
+        return None
+    for _, file, size in manifest_entries(image.parent, manifest or {}):
+        if file.resolve() == image:
+            return size
     return None
 
 
@@ -443,49 +444,46 @@ class DatasetFromPatchesImages(Dataset):
                          max_nb_of_samples=max_nb_of_samples)
 
 
-def patches_tf_dataset(folder: str | os.PathLike[str], batch_size: int, shuffle: bool = True,
+def patches_tf_dataset(folder: str | os.PathLike[str] | Sequence[PatchesFile], batch_size: int, shuffle: bool = True,
                        seed: int | None = None, drop_remainder: bool = True,
                        parameter: str = "TRAIN_DATA") -> tf.data.Dataset:
     """The samples of a patches folder as batches of dicts, for training.
 
-    Data up to :data:`IN_MEMORY_MAX_BYTES` is loaded once and whole batches are gathered
-    from it in TensorFlow; bigger data is read batch by batch from disk, in parallel
-    (GDAL releases the GIL while it reads).
+    ``folder`` may also be the folder's files (see :func:`otbtf_qgis.core.data.patches_files`).
+    Data up to :data:`~otbtf_qgis.core.data.IN_MEMORY_MAX_BYTES` is loaded once and whole
+    batches are gathered from it in TensorFlow; bigger data is read batch by batch from
+    disk, in parallel (GDAL releases the GIL while it reads).
     """
-    files = patches_files(folder, parameter)
-    bytes_per_sample = sum(f.patch_size[0] * f.patch_size[1] * f.bands * np.dtype(f.dtype).itemsize for f in files)
-    probe = PatchesImagesReader({f.key: [str(f.path)] for f in files}, use_streaming=True,
-                                patch_sizes={f.key: f.patch_size for f in files})
-    size = probe.size
-    in_memory = bytes_per_sample * size <= IN_MEMORY_MAX_BYTES
+    files = patches_files(folder, parameter) if isinstance(folder, (str, os.PathLike)) else folder
+    reader = PatchesImagesReader.from_files(files, use_streaming=True)
+    keys = reader.keys
+    size = reader.size
+    shapes = {key: reader.shape(key) for key in keys}
+    in_memory = sample_bytes(shapes, {key: reader.dtype(key) for key in keys}) * size <= IN_MEMORY_MAX_BYTES
     indices = tf.data.Dataset.range(size)
     if shuffle:
         indices = indices.shuffle(size, seed=seed, reshuffle_each_iteration=True)
     batches = indices.batch(batch_size, drop_remainder=drop_remainder)
     if in_memory:
-        reader = PatchesImagesReader({f.key: [str(f.path)] for f in files}, use_streaming=False,
-                                     patch_sizes={f.key: f.patch_size for f in files})
-        constants = {key: tf.constant(array) for key, array in reader.patches_buffer.items()}
+        constants = {key: tf.constant(array) for key, array in reader.read_range(0, size).items()}
 
         def gather(batch_indices: tf.Tensor) -> dict[str, tf.Tensor]:
             return {key: tf.gather(values, batch_indices) for key, values in constants.items()}
 
         return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True).prefetch(tf.data.AUTOTUNE)
-    keys = probe.keys
-    dtypes = [tf.dtypes.as_dtype(probe.dtype(k)) for k in keys]
+    dtypes = [tf.dtypes.as_dtype(reader.dtype(k)) for k in keys]
 
     def read_batch(batch_indices: Array) -> list[Array]:
         order = np.argsort(batch_indices)  # read in file order, return in the shuffled order
-        samples = [probe.get_sample(int(i)) for i in batch_indices[order]]
+        samples = [reader.get_sample(int(i)) for i in batch_indices[order]]
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return [np.stack([samples[j][k] for j in inverse]) for k in keys]
 
     def load(batch_indices: tf.Tensor) -> dict[str, tf.Tensor]:
         arrays = tf.numpy_function(read_batch, [batch_indices], dtypes, stateful=False)
-        return {key: tf.ensure_shape(array, (None, *probe.shape(key))) for key, array in zip(keys, arrays,
-                                                                                             strict=True)}
+        return {key: tf.ensure_shape(array, (None, *shapes[key])) for key, array in zip(keys, arrays, strict=True)}
 
     return batches.map(load, num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=seed is not None or not shuffle).prefetch(tf.data.AUTOTUNE)

@@ -22,8 +22,10 @@ then decoded on all cores). While a background thread reads the next group, the 
 of this one are cut from memory and appended to the outputs, about 1 MiB at a time so
 that each slice is written while still in the CPU cache, straight to the file
 (:mod:`otbtf_qgis.core.striped_tiff`). Memory stays bounded by the group size.
-With nodata to check, the sources that have nodata are read once more first, because the
-output size must be known before writing.
+Patches with nodata are dropped from each slice before it is written: a striped
+patches-image ends at its last row when finalized. Only complex sources, written through
+GDAL, need the output size beforehand: then the sources that have nodata are read once
+more first to find the rejected points.
 
 From Python, sources may also be pyotb objects: they are written by OTB to temporary
 files beside the output folder for the call (see :mod:`otbtf_qgis.core.pyotb_io`), and
@@ -57,11 +59,20 @@ from otbtf_qgis.core.datafiles import (
     write_json,
 )
 from otbtf_qgis.core.errors import InputError
+from otbtf_qgis.core.extraction_config import PatchesExtractionConfig
 from otbtf_qgis.core.grid import centre_pixel, geo_to_pixel, parse_sizes, patch_start
 from otbtf_qgis.core.labels import ClassLabels, class_labels, mapping_from_names, names_from_metadata
 from otbtf_qgis.core.progress import NullReporter, Reporter
-from otbtf_qgis.core.pyotb_io import RasterInput, ScratchRasters, file_path
-from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, atomic_output, open_raster, read_window
+from otbtf_qgis.core.pyotb_io import ScratchRasters, file_path
+from otbtf_qgis.core.raster import (
+    GeoTiffWriter,
+    RasterInfo,
+    atomic_output,
+    nodata_mask,
+    open_raster,
+    raster_info,
+    read_window,
+)
 from otbtf_qgis.core.striped_tiff import StripedTiffWriter
 from otbtf_qgis.core.striped_tiff import supports as supports_striped
 from otbtf_qgis.core.vector import PointTable, read_points, transform_xy
@@ -81,23 +92,6 @@ GROUP_BYTES = 64 << 20
 #: Patches cut and written at once: few enough to be still in the CPU cache when written
 #: (writing from memory just filled costs a fraction of writing from a big cold buffer).
 WRITE_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class PatchesExtractionConfig:
-    """Settings of patches extraction (see the module docstring)."""
-
-    sources: tuple[RasterInput, ...] = field(metadata={
-        "param": "SOURCES", "help": "rasters to extract patches from (from Python: paths or pyotb objects)"})
-    points: str = field(metadata={"param": "POINTS", "help": "point layer (patch centres)"})
-    output_dir: str = field(metadata={"param": "OUTPUT_DIR", "help": "output folder (patches-images and manifest)"})
-    patch_sizes: str = field(default="64", metadata={
-        "param": "PATCH_SIZES", "help": "one size for all sources or one per source: 64, 64x32, or 64,32"})
-    source_names: str = field(default="", metadata={
-        "param": "SOURCE_NAMES", "help": "comma-separated names of the sources (default xs, xs2, xs3, ...)"})
-    class_field: str = field(default="", metadata={"param": "FIELD", "help": "optional class field of POINTS"})
-    nodata: str = field(default="", metadata={
-        "param": "NODATA", "help": "nodata per source: empty = each raster's own, a value, none, or one per source"})
 
 
 @dataclass(frozen=True)
@@ -178,13 +172,9 @@ def parse_nodata(text: str, infos: Sequence[RasterInfo]) -> list[tuple[float | N
 
 
 def _nodata_for_manifest(values: tuple[float | None, ...]) -> Any:
-    distinct = set(values)
-    if distinct == {None}:
-        return None
-    if len(distinct) == 1:
-        value = values[0]
-        return None if value is None or math.isnan(value) else value
-    return [None if v is None or math.isnan(v) else v for v in values]
+    """One value, or a list per band when they differ; NaN (not JSON) is written as null."""
+    written = [None if v is None or math.isnan(v) else v for v in values]
+    return written[0] if len(set(written)) == 1 else written
 
 
 @dataclass
@@ -235,10 +225,9 @@ def _chunk_shape(info: RasterInfo) -> tuple[int, int]:
 
 def _open_for_reading(path: str) -> Any:
     """The source, opened so that GeoTIFF reads spanning several blocks decode them on all cores."""
-    dataset = open_raster(path, "SOURCES")
-    if dataset.GetDriver().ShortName == "GTiff":
-        dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY, open_options=["NUM_THREADS=ALL_CPUS"])
-    return dataset
+    driver = gdal.IdentifyDriverEx(path, gdal.OF_RASTER)
+    threads = driver is not None and driver.ShortName == "GTiff"
+    return open_raster(path, "SOURCES", ["NUM_THREADS=ALL_CPUS"] if threads else [])
 
 
 def _patch_bytes(plan: _SourcePlan) -> int:
@@ -344,14 +333,8 @@ def read_group(dataset: Any, plan: _SourcePlan, points: IntArray, buffers: dict[
 
 
 def nodata_free(patches: Array, nodata: tuple[float | None, ...]) -> npt.NDArray[np.bool_]:
-    """Per patch of ``(n, rows, cols, bands)``: True when no pixel has a band equal to that band's nodata."""
-    clean = np.ones(len(patches), dtype=bool)
-    for band, value in enumerate(nodata):
-        if value is None:
-            continue
-        plane = patches[..., band]
-        clean &= ~(np.isnan(plane) if math.isnan(value) else plane == value).any(axis=(1, 2))
-    return clean
+    """Per patch of ``(n, rows, cols, bands)``: True when no pixel is nodata (see :func:`nodata_mask`)."""
+    return ~nodata_mask(patches, nodata).any(axis=(1, 2))  # type: ignore[no-any-return]
 
 
 class _GdalAppender:
@@ -375,7 +358,10 @@ class _GdalAppender:
 
 
 def _patches_writer(plan: _SourcePlan, n: int, path: Path) -> StripedTiffWriter | _GdalAppender:
-    """A striped, pixel-interleaved patches-image writer for ``n`` patches, appended in order.
+    """A striped, pixel-interleaved patches-image writer for up to ``n`` patches, appended in order.
+
+    The striped writer ends the image at the last patch appended; GDAL's (complex pixels)
+    needs exactly ``n``.
 
     Uncompressed: patches-images are read whole for training, where decompressing would
     cost more than the disk it saves. Strips of about :data:`STRIP_BYTES` keep reading
@@ -459,15 +445,13 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
     reporter = reporter or NullReporter()
     points = read_points(points_path, [class_field] if class_field else [], "POINTS", "FIELD")
     reporter.info(f"{len(points)} points read from POINTS")
-    plans = []
-    for spec in sources:
-        dataset = open_raster(spec.path, "SOURCES")
-        plans.append(_SourcePlan(spec, RasterInfo.from_dataset(dataset, spec.path), metadata=dict(
-            dataset.GetMetadata() or {})))
-        del dataset
+    datasets = [_open_for_reading(spec.path) for spec in sources]
+    plans = [_SourcePlan(spec, RasterInfo.from_dataset(dataset, spec.path), metadata=dict(dataset.GetMetadata() or {}))
+             for spec, dataset in zip(sources, datasets, strict=True)]
     rejected = {"no_geometry": points.skipped, "no_class": 0, "outside": 0, "nodata": 0}
     keep = np.ones(len(points), dtype=bool)
     labels = None
+    has_class = np.ones(len(points), dtype=bool)
     if class_field:
         has_class = np.array([v is not None for v in points.values[class_field]], dtype=bool)
         rejected["no_class"] = int((~has_class).sum())
@@ -487,13 +471,14 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
     reporter.progress(0.05)
     patch_bytes = max(_patch_bytes(plan) for plan in plans)
     groups = chunk_groups(plans[0], candidates, max(1, GROUP_BYTES // patch_bytes))
-    datasets = [_open_for_reading(plan.spec.path) for plan in plans]
     # Two sets of buffers: the next group is read (GDAL releases the GIL) while this one is written.
     buffers: list[list[dict[str, Array]]] = [[{} for _ in plans], [{} for _ in plans]]
     checked = [i for i, plan in enumerate(plans) if any(v is not None for v in plan.spec.nodata)]
+    # The striped writer learns its height when finalized: patches with nodata are dropped while writing.
+    # GDAL's writer (complex pixels) must know it first, so then the rejected points are found beforehand.
+    known_size = bool(checked) and not all(supports_striped(plan.info.dtype) for plan in plans)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="otbtf-read") as reader:
-        if checked:
-            # The output size must be known before writing: find the rejected points first.
+        if known_size:
             part = reporter.sub(0.05, 0.45)
 
             def clean_of(number: int, group: IntArray) -> npt.NDArray[np.bool_]:
@@ -508,11 +493,15 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
                 groups[number] = groups[number][clean]
                 part.progress((number + 1) / len(groups))
             groups = [group for group in groups if len(group)]
-        if not groups:
-            raise _nothing_kept(len(points) + points.skipped, rejected)
-        kept_points = np.concatenate(groups)
-        writers = [_patches_writer(plan, len(kept_points), outputs[plan.spec.name]) for plan in plans]
-        part = reporter.sub(0.45 if checked else 0.05, 0.97)
+            if not groups:
+                raise _nothing_kept(len(points) + points.skipped, rejected)
+            checked = []  # every patch left is clean
+        max_points = sum(len(group) for group in groups)
+        writers = [_patches_writer(plan, max_points, outputs[plan.spec.name]) for plan in plans]
+        part = reporter.sub(0.45 if known_size else 0.05, 0.97)
+        # Slices of about WRITE_BYTES for all the sources together, cut then written while still in the CPU cache.
+        step = max(1, WRITE_BYTES // sum(_patch_bytes(plan) for plan in plans))
+        kept: list[IntArray] = []
 
         def data_of(number: int, group: IntArray) -> list[GroupRead]:
             return [read_group_data(dataset, plan, group, buffer)
@@ -521,25 +510,39 @@ def extract_patches(sources: Sequence[SourceSpec], points_path: str, class_field
         try:
             # The reader thread only reads (GDAL decodes while this thread cuts and writes the previous group).
             for number, data in enumerate(_read_ahead(reader, groups, data_of, reporter)):
-                count = len(groups[number])
-                for plan, writer, source_data, buffer in zip(plans, writers, data, buffers[number % 2], strict=True):
-                    step = max(1, WRITE_BYTES // _patch_bytes(plan))
-                    for start in range(0, count, step):
-                        patches = cut_patches(source_data, plan, buffer, start, min(count, start + step))
-                        writer.append(patches.reshape(-1, plan.spec.patch_size[0], plan.info.bands))
+                group = groups[number]
+                for start in range(0, len(group), step):
+                    stop = min(len(group), start + step)
+                    patches = [cut_patches(source_data, plan, buffer, start, stop)
+                               for plan, source_data, buffer in zip(plans, data, buffers[number % 2], strict=True)]
+                    clean = np.ones(stop - start, dtype=bool)
+                    for index in checked:
+                        clean &= nodata_free(patches[index], plans[index].spec.nodata)
+                    n_clean = int(clean.sum())
+                    rejected["nodata"] += stop - start - n_clean
+                    if n_clean == 0:
+                        continue
+                    kept.append(group[start:stop] if n_clean == stop - start else group[start:stop][clean])
+                    for plan, writer, source_patches in zip(plans, writers, patches, strict=True):
+                        if n_clean < stop - start:
+                            source_patches = source_patches[clean]
+                        writer.append(source_patches.reshape(-1, plan.spec.patch_size[0], plan.info.bands))
                 part.progress((number + 1) / len(groups))
+            if not kept:
+                raise _nothing_kept(len(points) + points.skipped, rejected)
             for writer in writers:
                 writer.finalize()
         except BaseException:
             for writer in writers:
                 writer.abort()
             raise
+    kept_points = np.concatenate(kept)
     files: dict[str, Path] = {plan.spec.name: outputs[plan.spec.name] for plan in plans}
     if labels is not None:
         assert labels_output is not None
         # labels.codes has one entry per point with a class, in layer order.
         code_of_point = np.full(len(points), -1, np.int64)
-        code_of_point[np.flatnonzero(np.array([v is not None for v in points.values[class_field]]))] = labels.codes
+        code_of_point[has_class] = labels.codes
         class_image = code_of_point[kept_points].astype(np.int32).reshape(-1, 1, 1)
         with GeoTiffWriter(labels_output, 1, len(class_image), 1, np.int32, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
                            creation_options=["BIGTIFF=IF_SAFER"], parameter="OUTPUT_DIR") as labels_writer:
@@ -571,11 +574,7 @@ def source_specs(config: PatchesExtractionConfig) -> list[SourceSpec]:
     if not config.sources:
         raise InputError("no source raster given. Choose at least one raster.", "SOURCES")
     paths = [file_path(source, "SOURCES") for source in config.sources]
-    infos = []
-    for path in paths:
-        dataset = open_raster(path, "SOURCES")
-        infos.append(RasterInfo.from_dataset(dataset, path))
-        del dataset
+    infos = [raster_info(path, "SOURCES") for path in paths]
     sizes = parse_sizes(config.patch_sizes, len(config.sources), "PATCH_SIZES")
     names = parse_source_names(config.source_names, len(config.sources), [CLASS_KEY] if config.class_field else [])
     nodata = parse_nodata(config.nodata, infos)

@@ -10,6 +10,7 @@ half-written file (see :func:`otbtf_qgis.core.outputs.partial_name`).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -82,8 +83,14 @@ def ensure_writable_parent(path: Path, parameter: str = "OUTPUT") -> None:
                             parameter)
 
 
-def open_raster(path: str | os.PathLike[str], parameter: str = "INPUT") -> gdal.Dataset:
+def open_raster(path: str | os.PathLike[str], parameter: str = "INPUT",
+                open_options: Sequence[str] = ()) -> gdal.Dataset:
     """Open a raster read-only with a clear error.
+
+    Args:
+        path: The raster.
+        parameter: The user-facing parameter named in errors.
+        open_options: GDAL open options of the driver (``NAME=VALUE``).
 
     Raises:
         RasterIOError: the file does not exist, is not a raster GDAL can read, or has no band.
@@ -97,7 +104,7 @@ def open_raster(path: str | os.PathLike[str], parameter: str = "INPUT") -> gdal.
     if not is_virtual and os.path.isdir(text) and not text.endswith((".gdb", ".SAFE", ".zarr")):
         raise RasterIOError(f"'{text}' is a folder, not a raster file. Choose a raster file.", parameter)
     try:
-        dataset = gdal.OpenEx(text, gdal.OF_RASTER | gdal.OF_READONLY)
+        dataset = gdal.OpenEx(text, gdal.OF_RASTER | gdal.OF_READONLY, open_options=list(open_options))
     except RuntimeError as exc:
         raise RasterIOError(f"'{text}' is not a raster GDAL can read ({exc}). "
                             "Give a GeoTIFF or another GDAL raster format.", parameter) from exc
@@ -263,6 +270,28 @@ def read_window(dataset: gdal.Dataset, window: Window, bands: Sequence[int] | No
     except RuntimeError as exc:
         raise RasterIOError(f"cannot read {inside} of '{dataset.GetDescription()}': {exc}") from exc
     return out
+
+
+def nodata_mask(pixels: npt.NDArray[Any], nodata: Sequence[float | None]) -> npt.NDArray[np.bool_]:
+    """Where ``pixels`` (``(..., bands)``) are nodata: True where any band equals that band's nodata value.
+
+    Args:
+        pixels: The pixels, bands last.
+        nodata: One value per band: a number, NaN (matches NaN pixels, which never compare
+            equal to anything), or ``None`` (the band is not checked).
+
+    Returns:
+        A boolean array of shape ``pixels.shape[:-1]``.
+    """
+    if len(nodata) != pixels.shape[-1]:
+        raise ValueError(f"{len(nodata)} nodata values for {pixels.shape[-1]} bands")
+    mask = np.zeros(pixels.shape[:-1], dtype=bool)
+    for band, value in enumerate(nodata):
+        if value is None:
+            continue
+        plane = pixels[..., band]
+        mask |= np.isnan(plane) if math.isnan(value) else plane == value
+    return mask
 
 
 _Writer = TypeVar("_Writer", bound="PublishOnSuccess")

@@ -4,7 +4,9 @@ Positions are the centres of patches laid on a grid: patch starts ``offset + k *
 along each axis, kept while the patch fits in the raster (see :mod:`otbtf_qgis.core.grid`).
 A position is kept only if its whole patch holds no nodata in the reference raster (a
 pixel is nodata when any band equals that band's nodata value) and, with a mask, no
-zero mask pixel. Points sit at pixel centres for odd patch sizes and at pixel corners
+zero mask pixel. With polygons, positions outside them are rejected first (and counted
+as ``outside_polygons``); nodata and the mask are checked, and rejections counted as
+``nodata``, only among the positions inside. Points sit at pixel centres for odd patch sizes and at pixel corners
 for even ones, so that extracting a patch of the same size around a point gives back
 exactly the selected patch.
 
@@ -24,8 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +37,8 @@ from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.grid import grid_starts, parse_size, patch_centre, pixel_to_geo
 from otbtf_qgis.core.labels import class_labels
 from otbtf_qgis.core.progress import NullReporter, Reporter
-from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, open_raster, read_window, srs_from_wkt
+from otbtf_qgis.core.raster import GeoTiffWriter, RasterInfo, nodata_mask, open_raster, read_window, srs_from_wkt
+from otbtf_qgis.core.sampling_config import PatchesSelectionConfig
 from otbtf_qgis.core.vector import FieldColumn, FieldKind, PolygonTable, read_polygons, write_points
 from otbtf_qgis.core.windows import Window
 
@@ -45,53 +47,7 @@ IGNORE_LABEL = 255
 #: Rough memory budget of one strip of the reference raster read to check nodata.
 STRIP_BYTES = 64 << 20
 
-Strategy = Literal["split", "chessboard", "all"]
 SPLITS = ("train", "valid", "test")
-
-
-@dataclass(frozen=True)
-class PatchesSelectionConfig:
-    """Settings of patches selection (see the module docstring)."""
-
-    input: str = field(metadata={"param": "INPUT", "help": "reference raster"})
-    output_train: str = field(metadata={"param": "OUTPUT_TRAIN", "help": "point layer of the training positions"})
-    patch_size: str = field(default="64", metadata={"param": "PATCH_SIZE", "help": "patch size: 64 or 64x32 (x by y)"})
-    step: str = field(default="", metadata={"param": "STEP",
-                                            "help": "grid step in pixels, 32 or 32x16 (default: the patch size)"})
-    offset: str = field(default="0", metadata={"param": "OFFSET", "help": "grid offset in pixels, 0 or 5x3"})
-    strategy: Strategy = field(default="split", metadata={"param": "STRATEGY", "help": "split, chessboard or all"})
-    train_proportion: float = field(default=0.6, metadata={"param": "TRAIN_PROPORTION", "help": "split: train share"})
-    valid_proportion: float = field(default=0.2, metadata={"param": "VALID_PROPORTION", "help": "split: valid share"})
-    test_proportion: float = field(default=0.2, metadata={"param": "TEST_PROPORTION", "help": "split: test share"})
-    seed: int = field(default=0, metadata={"param": "SEED", "help": "random seed of the split"})
-    mask: str = field(default="", metadata={"param": "MASK", "help": "optional mask raster (0 = excluded)"})
-    nodata: float | None = field(default=None, metadata={"param": "NODATA",
-                                                         "help": "nodata of INPUT (default: the raster's own)"})
-    polygons: str = field(default="", metadata={"param": "POLYGONS", "help": "optional polygons to sample in"})
-    class_field: str = field(default="", metadata={"param": "CLASS_FIELD", "help": "class field of POLYGONS"})
-    output_valid: str = field(default="", metadata={"param": "OUTPUT_VALID", "help": "point layer (validation)"})
-    output_test: str = field(default="", metadata={"param": "OUTPUT_TEST", "help": "point layer (test)"})
-    output_labels: str = field(default="", metadata={"param": "OUTPUT_LABELS",
-                                                     "help": "optional label raster of the polygons on INPUT's grid"})
-
-
-@dataclass(frozen=True)
-class Positions:
-    """Candidate patch positions of a grid and which of them are kept.
-
-    Attributes:
-        cols: Patch start column of each grid column (``n_cols``).
-        rows: Patch start row of each grid row (``n_rows``).
-        valid: ``(n_rows, n_cols)``: the patch holds no nodata / masked pixel.
-        inside: ``(n_rows, n_cols)``: the centre is inside a polygon (all True without polygons).
-        classes: ``(n_rows, n_cols)`` class label at the centre (``None`` without class field).
-    """
-
-    cols: npt.NDArray[np.int64]
-    rows: npt.NDArray[np.int64]
-    valid: npt.NDArray[np.bool_]
-    inside: npt.NDArray[np.bool_]
-    classes: npt.NDArray[np.int64] | None
 
 
 def _nodata_values(info: RasterInfo, override: float | None) -> list[float | None]:
@@ -102,14 +58,18 @@ def _nodata_values(info: RasterInfo, override: float | None) -> list[float | Non
 
 def valid_patches(dataset: Any, info: RasterInfo, cols: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
                   patch_size: tuple[int, int], nodata: list[float | None], mask: Any | None,
-                  reporter: Reporter) -> npt.NDArray[np.bool_]:
+                  reporter: Reporter, inside: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.bool_]:
     """For each grid patch, whether it holds no nodata pixel (and no zero of ``mask``).
 
-    The raster is read in strips of whole rows; a summed-area table of the invalid
-    pixels of each strip gives every patch's count of invalid pixels in O(1).
+    Only the candidates (``inside``, ``(n_rows, n_cols)``; default all) are checked, the
+    others come out False. The raster is read in strips of whole grid rows, each over the
+    columns of its candidates; strips of grid rows without candidates are not read. A
+    summed-area table of the invalid pixels of a strip gives every patch's count of
+    invalid pixels in O(1).
     """
     psx, psy = patch_size
-    valid = np.ones((len(rows), len(cols)), dtype=bool)
+    candidates = np.ones((len(rows), len(cols)), dtype=bool) if inside is None else inside
+    valid = candidates.copy()
     checks = [(band, value) for band, value in enumerate(nodata) if value is not None]
     if not checks and mask is None:
         return valid
@@ -117,27 +77,32 @@ def valid_patches(dataset: Any, info: RasterInfo, cols: npt.NDArray[np.int64], r
     strip_rows = max(psy, STRIP_BYTES // max(bytes_per_row, 1))
     step_y = int(rows[1] - rows[0]) if len(rows) > 1 else psy
     per_strip = max(1, (strip_rows - psy) // step_y + 1)
-    col_index = cols[None, :]
-    for first in range(0, len(rows), per_strip):
+    needed = np.flatnonzero(candidates.any(axis=1)).tolist()
+    done = 0
+    while done < len(needed):
         reporter.check_canceled()
-        last = min(len(rows), first + per_strip)
-        top = int(rows[first])
-        height = int(rows[last - 1]) + psy - top
-        invalid = np.zeros((height, info.width), dtype=bool)
+        first = needed[done]
+        while done < len(needed) and needed[done] < first + per_strip:
+            done += 1
+        last = needed[done - 1] + 1
+        in_strip = np.flatnonzero(candidates[first:last].any(axis=0))
+        first_col, last_col = int(in_strip[0]), int(in_strip[-1]) + 1
+        window = Window(int(cols[first_col]), int(rows[first]), int(cols[last_col - 1]) + psx - int(cols[first_col]),
+                        int(rows[last - 1]) + psy - int(rows[first]))
+        invalid = np.zeros((window.height, window.width), dtype=bool)
         if checks:
-            pixels = read_window(dataset, Window(0, top, info.width, height), bands=[b + 1 for b, _ in checks])
-            for position, (_, value) in enumerate(checks):
-                plane = pixels[:, :, position]
-                invalid |= np.isnan(plane) if value is not None and math.isnan(value) else plane == value
+            pixels = read_window(dataset, window, bands=[b + 1 for b, _ in checks])
+            invalid |= nodata_mask(pixels, [value for _, value in checks])
         if mask is not None:
-            invalid |= read_window(mask, Window(0, top, info.width, height), bands=[1])[:, :, 0] == 0
-        table = np.zeros((height + 1, info.width + 1), dtype=np.int64)
+            invalid |= read_window(mask, window, bands=[1])[:, :, 0] == 0
+        table = np.zeros((window.height + 1, window.width + 1), dtype=np.int64)
         np.cumsum(np.cumsum(invalid, axis=0), axis=1, out=table[1:, 1:])
-        row_index = (rows[first:last] - top)[:, None]
+        row_index = (rows[first:last] - window.row_off)[:, None]
+        col_index = (cols[first_col:last_col] - window.col_off)[None, :]
         counts = (table[row_index + psy, col_index + psx] - table[row_index, col_index + psx]
                   - table[row_index + psy, col_index] + table[row_index, col_index])
-        valid[first:last] = counts == 0
-        reporter.progress(last / len(rows))
+        valid[first:last, first_col:last_col] &= counts == 0
+        reporter.progress(done / len(needed))
     return valid
 
 
@@ -254,13 +219,11 @@ def patches_selection(config: PatchesSelectionConfig, reporter: Reporter | None 
     n_candidates = len(cols) * len(rows)
     reporter.info(f"{n_candidates} grid positions ({len(cols)} x {len(rows)}), patch {patch_size[0]}x"
                   f"{patch_size[1]}, step {step[0]}x{step[1]}")
-    valid = valid_patches(dataset, info, cols, rows, patch_size, _nodata_values(info, config.nodata), mask,
-                          reporter.sub(0.0, 0.7))
-    dataset = mask = None
-    inside = np.ones_like(valid)
+    inside = np.ones((len(rows), len(cols)), dtype=bool)
     classes = None
     polygons = None
     labels = None
+    burn: list[int] = []
     if config.polygons:
         polygons = read_polygons(config.polygons, config.class_field or None, info.crs_wkt)
         if config.class_field:
@@ -272,9 +235,13 @@ def patches_selection(config: PatchesSelectionConfig, reporter: Reporter | None 
         lattice = centres_inside(polygons, burn, info, cols, rows, patch_size, step)
         inside = lattice >= 0
         classes = lattice if config.class_field else None
+    reporter.progress(0.05)
+    # Only the positions inside the polygons are checked for nodata: the others are already rejected.
+    kept = valid_patches(dataset, info, cols, rows, patch_size, _nodata_values(info, config.nodata), mask,
+                         reporter.sub(0.05, 0.75), inside)
+    dataset = mask = None
     reporter.progress(0.75)
-    kept = valid & inside
-    rejected = {"nodata": int((~valid).sum()), "outside_polygons": int((valid & ~inside).sum())}
+    rejected = {"nodata": int((inside & ~kept).sum()), "outside_polygons": int((~inside).sum())}
     n_kept = int(kept.sum())
     if n_kept == 0:
         reasons = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in rejected.items() if count)
@@ -325,7 +292,6 @@ def patches_selection(config: PatchesSelectionConfig, reporter: Reporter | None 
                                          f"OUTPUT_{name.upper()}"))
         reporter.progress(0.75 + 0.2 * (index + 1) / len(SPLITS))
     if config.output_labels and polygons is not None:
-        burn = [int(c) for c in labels.codes] if labels is not None else [0] * len(polygons.geometries)
         write_label_raster(config.output_labels, polygons, burn, labels.names if labels else ["inside"], info)
         written["labels"] = config.output_labels
     reporter.progress(1.0)

@@ -55,12 +55,14 @@ class StripedTiffWriter(PublishOnSuccess):
 
     The file is written under a temporary name; :meth:`finalize` (or leaving a ``with``
     block normally) writes the directory and renames it to ``path``; :meth:`abort` (or an
-    exception in the block) deletes it.
+    exception in the block) deletes it. The image gets as many rows as were appended, up
+    to ``height``: the directory is written last, so the row count need not be known when
+    writing starts (only BigTIFF is chosen for ``height`` rows).
 
     Args:
         path: Destination file.
         width: Columns.
-        height: Rows (the rows appended must add up to it).
+        height: Most rows that may be appended.
         bands: Band count.
         dtype: numpy dtype of the pixels (see :func:`supports`).
         rows_per_strip: Rows of each strip (the last one may be shorter).
@@ -85,9 +87,9 @@ class StripedTiffWriter(PublishOnSuccess):
         self.width, self.height, self.bands = width, height, bands
         self.rows_per_strip = min(rows_per_strip, height)
         self.row_bytes = width * bands * self.dtype.itemsize
-        self.n_strips = -(-height // self.rows_per_strip)
+        n_strips = -(-height // self.rows_per_strip)
         data_bytes = self.row_bytes * height
-        directory_bytes = 512 + 6 * bands + 16 * self.n_strips  # bound of the IFD and its arrays
+        directory_bytes = 512 + 6 * bands + 16 * n_strips  # bound of the IFD and its arrays
         self.bigtiff = bigtiff if bigtiff is not None else 16 + data_bytes + directory_bytes > CLASSIC_MAX_BYTES
         self.data_offset = 16 if self.bigtiff else 8
         self.rows_written = 0
@@ -103,10 +105,10 @@ class StripedTiffWriter(PublishOnSuccess):
                                 parameter) from exc
 
     def append(self, rows: npt.NDArray[Any]) -> None:
-        """Write the next ``(n, width, bands)`` rows (converted to the writer's dtype if needed).
+        """Write the next ``(n, width, bands)`` rows (converted to the writer's dtype if needed; ``n`` may be 0).
 
         Raises:
-            ValueError: wrong shape, or more rows than the image height.
+            ValueError: wrong shape, or more rows than the maximum height.
             RasterIOError: on an I/O failure (e.g. disk full).
         """
         if self.file is None:
@@ -115,6 +117,8 @@ class StripedTiffWriter(PublishOnSuccess):
             raise ValueError(f"rows of shape {rows.shape}, expected (n, {self.width}, {self.bands})")
         if self.rows_written + len(rows) > self.height:
             raise ValueError(f"{self.rows_written + len(rows)} rows written to an image of {self.height}")
+        if len(rows) == 0:
+            return
         data = np.ascontiguousarray(rows, dtype=self.dtype)
         try:
             self.file.write(data.data.cast("B"))
@@ -126,10 +130,11 @@ class StripedTiffWriter(PublishOnSuccess):
 
     def _directory(self, ifd_offset: int) -> bytes:
         """The IFD placed at ``ifd_offset``, followed by the values that do not fit in their entries."""
+        n_strips = -(-self.height // self.rows_per_strip)
         strip_bytes = self.rows_per_strip * self.row_bytes
-        offsets = [self.data_offset + k * strip_bytes for k in range(self.n_strips)]
-        counts = [strip_bytes] * (self.n_strips - 1) + [(self.height - (self.n_strips - 1) * self.rows_per_strip)
-                                                        * self.row_bytes]
+        offsets = [self.data_offset + k * strip_bytes for k in range(n_strips)]
+        counts = [strip_bytes] * (n_strips - 1) + [(self.height - (n_strips - 1) * self.rows_per_strip)
+                                                   * self.row_bytes]
         bits = self.dtype.itemsize * 8
         sample_format = _SAMPLE_FORMAT[self.dtype.kind]
         wide = _LONG8 if self.bigtiff else _LONG
@@ -173,16 +178,18 @@ class StripedTiffWriter(PublishOnSuccess):
         return b"".join(head + extra)
 
     def finalize(self) -> Path:
-        """Write the directory and the header, close and publish the file; return its final path.
+        """Write the directory of the rows appended and the header, close and publish the file; return its path.
 
         Raises:
-            RasterIOError: when fewer rows than the height were written, or on an I/O failure.
+            RasterIOError: when no row was appended, or on an I/O failure.
         """
         if self.file is None:
             return self.path
-        if self.rows_written != self.height:
+        if self.rows_written == 0:
             self.abort()
-            raise RasterIOError(f"'{self.path}' got {self.rows_written} of its {self.height} rows.", self.parameter)
+            raise RasterIOError(f"'{self.path}' got no row: an image needs at least one.", self.parameter)
+        self.height = self.rows_written  # the image ends at the last row appended
+        self.rows_per_strip = min(self.rows_per_strip, self.height)
         try:
             ifd_offset = self.file.tell()
             if ifd_offset % 2:  # the IFD starts on a word boundary

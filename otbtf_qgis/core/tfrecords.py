@@ -5,6 +5,9 @@ batch dimension, TensorFlow dtype names) and shards ``0.records``, ``1.records``
 each record is a ``tf.train.Example`` whose feature per key is a ``bytes_list`` holding
 ``tf.io.serialize_tensor`` of the sample. OTBTF 4.x reads what we write and we read
 what it writes. We add a ``manifest.json`` (``docs/formats.md``) that readers do not need.
+A tensor is written as the constant header of its shape and dtype (computed once per
+key) followed by its little-endian data: the bytes of ``tf.io.serialize_tensor``,
+without a TensorFlow call per sample (strings and complex numbers excepted).
 
 Reading is a ``tf.data`` pipeline: shards read one after the other (or several at once
 on request), records parsed in parallel by whole batches, batches prefetched; with a
@@ -44,9 +47,26 @@ def _bytes_feature(value: bytes) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def serialize_sample(sample: Sample) -> bytes:
-    """One record: a ``tf.train.Example`` with, per key, ``tf.io.serialize_tensor`` of the array."""
-    features = {key: _bytes_feature(tf.io.serialize_tensor(value).numpy()) for key, value in sample.items()}
+def serialize_tensor(value: npt.NDArray[Any], header: bytes | None = None) -> bytes:
+    """``tf.io.serialize_tensor`` of an array, byte for byte.
+
+    With the ``header`` of the array's shape and dtype (see :func:`_tensor_header`) the
+    result is that header followed by the array's little-endian bytes, without a call
+    into TensorFlow; without it (strings, complex numbers), TensorFlow serializes it.
+    """
+    if header is None:
+        return bytes(tf.io.serialize_tensor(value).numpy())
+    data = np.ascontiguousarray(value)
+    return header + data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def serialize_sample(sample: Sample, headers: Mapping[str, bytes | None] | None = None) -> bytes:
+    """One record: a ``tf.train.Example`` with, per key, ``tf.io.serialize_tensor`` of the array.
+
+    ``headers`` (see :func:`_tensor_headers`) spare a TensorFlow call per key.
+    """
+    features = {key: _bytes_feature(serialize_tensor(value, None if headers is None else headers[key]))
+                for key, value in sample.items()}
     return bytes(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
 
 
@@ -70,6 +90,20 @@ def _tensor_header(shape: Sequence[int], dtype: tf.DType) -> bytes:
     return bytes(zeros[: len(zeros) - int(np.prod(shape)) * dtype.size])
 
 
+def _tensor_headers(shapes: Mapping[str, Sequence[int]], dtypes: Mapping[str, tf.DType]) -> dict[str, bytes | None]:
+    """Per key, :func:`_tensor_header`; ``None`` for strings and complex numbers (left to TensorFlow)."""
+    return {key: None if dtype == tf.string or dtype.is_complex else _tensor_header(shapes[key], dtype)
+            for key, dtype in dtypes.items()}
+
+
+def _decode_raw(data: tf.Tensor, shape: Sequence[int], dtype: tf.DType) -> tf.Tensor:
+    """Decode a vector of raw little-endian tensor data, one element per sample, into ``(batch, *shape)``."""
+    decoded = tf.io.decode_raw(data, _BITCAST.get(dtype, dtype))
+    if dtype in _BITCAST:
+        decoded = tf.bitcast(decoded, dtype)
+    return tf.reshape(decoded, [-1, *[int(d) for d in shape]])
+
+
 def _decode_batch(serialized: tf.Tensor, shape: Sequence[int], dtype: tf.DType, header: bytes | None) -> tf.Tensor:
     """Decode a vector of serialized tensors of one shape and dtype into ``(batch, *shape)``.
 
@@ -91,11 +125,7 @@ def _decode_batch(serialized: tf.Tensor, shape: Sequence[int], dtype: tf.DType, 
     expected &= tf.strings.substr(serialized, 0, len(header)) == header
 
     def raw() -> tf.Tensor:
-        data = tf.strings.substr(serialized, len(header), n_bytes)
-        decoded = tf.io.decode_raw(data, _BITCAST.get(dtype, dtype))
-        if dtype in _BITCAST:
-            decoded = tf.bitcast(decoded, dtype)
-        return tf.reshape(decoded, [-1, *shape])
+        return _decode_raw(tf.strings.substr(serialized, len(header), n_bytes), shape, dtype)
 
     return tf.cond(tf.reduce_all(expected), raw, one_by_one)
 
@@ -160,14 +190,19 @@ class RecordLayout:
     def decode(self, serialized: tf.Tensor, shapes: Mapping[str, Sequence[int]],
                dtypes: Mapping[str, tf.DType]) -> dict[str, tf.Tensor]:
         """Decode a batch of records that have this layout."""
-        result = {}
-        for key, offset, n_bytes in self.fields:
-            dtype = dtypes[key]
-            decoded = tf.io.decode_raw(tf.strings.substr(serialized, offset, n_bytes), _BITCAST.get(dtype, dtype))
-            if dtype in _BITCAST:
-                decoded = tf.bitcast(decoded, dtype)
-            result[key] = tf.reshape(decoded, [-1, *[int(d) for d in shapes[key]]])
-        return result
+        return {key: _decode_raw(tf.strings.substr(serialized, offset, n_bytes), shapes[key], dtypes[key])
+                for key, offset, n_bytes in self.fields}
+
+
+def _error_text(error: tf.errors.OpError) -> str:
+    """What a TensorFlow error says went wrong, without the traceback a graph error carries.
+
+    A graph error reads "Graph execution error:", "Detected at node … (most recent call
+    last):", the ``File …`` lines, the op's message, then ``[[{{node …}}]]``.
+    """
+    lines = [line.strip() for line in error.message.splitlines()]
+    useful = [line for line in lines if line and not line.startswith(("File ", "[[")) and not line.endswith(":")]
+    return useful[-1] if useful else type(error).__name__
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)])  # type: ignore[untyped-decorator]
@@ -235,6 +270,7 @@ class TFRecords:
         self.save(shapes, self.output_shapes_file)
         self.save(types, self.output_types_file)
         self.output_shapes, self.output_types = shapes, types
+        headers = _tensor_headers(shapes, {key: tf.dtypes.as_dtype(name) for key, name in types.items()})
         iterator = iter(samples)
         total = min(n_samples, n_shards * n_samples_per_shard)
         written = 0
@@ -247,7 +283,7 @@ class TFRecords:
                     reporter.check_canceled()
                     sample = next(iterator)
                     self._check_sample(sample, shapes, types)
-                    writer.write(serialize_sample(sample))
+                    writer.write(serialize_sample(sample, headers))
                     written += 1
                     if written % 64 == 0:
                         reporter.progress(written / total)
@@ -302,25 +338,25 @@ class TFRecords:
             DatasetError: naming the first truncated or corrupt shard.
         """
         shapes, types, shards = self._require_format()
-        for shard in shards:
-            count_records(shard, self.parameter)
         try:
             total = int(tf.data.TFRecordDataset([str(s) for s in shards], buffer_size=8 << 20)
                         .reduce(np.int64(0), lambda count, _: count + 1).numpy())
             for record in tf.data.TFRecordDataset(str(shards[0])).take(1):
                 self.parse_tfrecord(record, types, shapes)  # the JSON files describe the records
         except tf.errors.DataLossError:
-            # One pass over all shards is fast; find which one is damaged only when one is.
+            # One pass over all shards is fast; find which one is damaged only when one is: its framing
+            # first (which says where a shard is truncated), then its checksums.
             for shard in shards:
+                count_records(shard, self.parameter)
                 try:
                     _count_shard(tf.constant(str(shard)))
                 except tf.errors.DataLossError as exc:
-                    raise DatasetError(f"the TFRecords shard '{shard}' is corrupt ({exc.message.splitlines()[0]}). "
+                    raise DatasetError(f"the TFRecords shard '{shard}' is corrupt ({_error_text(exc)}). "
                                        "Recreate the TFRecords.", self.parameter) from exc
             raise
         except tf.errors.InvalidArgumentError as exc:
             raise DatasetError(f"the records of '{shards[0]}' do not match {OUTPUT_SHAPES_NAME} and "
-                               f"{OUTPUT_TYPES_NAME} ({exc.message.splitlines()[0]}). Recreate the TFRecords.",
+                               f"{OUTPUT_TYPES_NAME} ({_error_text(exc)}). Recreate the TFRecords.",
                                self.parameter) from exc
         return total
 
@@ -397,8 +433,7 @@ class TFRecords:
         """
         shapes, types, shards = self._require_format()
         dtypes = {key: tf.dtypes.as_dtype(value) for key, value in types.items()}
-        headers = {key: None if dtype == tf.string or dtype.is_complex else _tensor_header(shapes[key], dtype)
-                   for key, dtype in dtypes.items()}
+        headers = _tensor_headers(shapes, dtypes)
         layout = self._uniform_layout(shards, shapes, dtypes, headers)
         if n_workers > 1:
             shards = shards[: n_workers * (len(shards) // n_workers)]

@@ -700,7 +700,7 @@ def open_training_datasets(config: TrainModelConfig, data: TrainingData, target:
                                                   ("test", data.test, "TEST_DATA", False)):
         if description is None:
             continue
-        dataset = open_dataset(description.path, config.batch_size, shuffle=shuffle, seed=config.seed,
+        dataset = open_dataset(description, config.batch_size, shuffle=shuffle, seed=config.seed,
                                drop_remainder=role == "train", parameter=parameter)
         preprocess = make_preprocessing_fn(data, target, parameter, reporter)
         dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)

@@ -16,7 +16,7 @@ from qgis.core import (
 )
 
 from otbtf_qgis.core.config import config_to_dict
-from otbtf_qgis.core.createtfrecords import CreateTFRecordsConfig
+from otbtf_qgis.core.createtfrecords_config import CreateTFRecordsConfig
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 
 

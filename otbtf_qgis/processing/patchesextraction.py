@@ -20,7 +20,7 @@ from qgis.core import (
 
 from otbtf_qgis.core.config import config_to_dict
 from otbtf_qgis.core.datafiles import MANIFEST_NAME
-from otbtf_qgis.core.extraction import PatchesExtractionConfig
+from otbtf_qgis.core.extraction_config import PatchesExtractionConfig
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 
 

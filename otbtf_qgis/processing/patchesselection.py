@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from qgis.core import (
     QgsProcessing,
@@ -20,10 +20,10 @@ from qgis.core import (
 )
 
 from otbtf_qgis.core.config import config_to_dict
-from otbtf_qgis.core.sampling import PatchesSelectionConfig
+from otbtf_qgis.core.sampling_config import PatchesSelectionConfig, Strategy
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 
-STRATEGIES = ["split", "chessboard", "all"]
+STRATEGIES: list[str] = list(get_args(Strategy))
 
 
 class PatchesSelectionAlgorithm(OtbtfAlgorithm):

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
+from otbtf_qgis.core.progress import Reporter
+
 gdal.UseExceptions()
 
 UTM31_WKT = osr.SpatialReference()
@@ -53,3 +55,14 @@ def raster_factory(tmp_path: Path) -> Callable[..., Path]:
         return make_raster(tmp_path / (name or f"raster{next(counter)}.tif"), array, **kwargs)
 
     return factory
+
+
+class CancelAfter(Reporter):
+    """A reporter that asks to cancel after ``calls`` checks."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+
+    def is_canceled(self) -> bool:
+        self.calls -= 1
+        return self.calls < 0

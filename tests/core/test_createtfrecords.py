@@ -7,8 +7,9 @@ import pytest
 
 from otbtf_qgis.core.createtfrecords import CreateTFRecordsConfig, create_tfrecords
 from otbtf_qgis.core.data import describe_dataset
-from otbtf_qgis.core.errors import InputError
+from otbtf_qgis.core.errors import CancelledError, InputError
 
+from .conftest import CancelAfter
 from .patches_data import make_patches_folder
 
 
@@ -81,17 +82,6 @@ def test_a_folder_of_datasets_is_named_in_the_error(tmp_path: Path):
 
 
 def test_cancel_leaves_nothing(tmp_path: Path):
-    from otbtf_qgis.core.errors import CancelledError
-    from otbtf_qgis.core.progress import Reporter
-
-    class CancelAfter(Reporter):
-        def __init__(self, calls: int) -> None:
-            self.calls = calls
-
-        def is_canceled(self) -> bool:
-            self.calls -= 1
-            return self.calls < 0
-
     folder = make_patches_folder(tmp_path / "data", "train", n_points=6)
     with pytest.raises(CancelledError):
         create_tfrecords(CreateTFRecordsConfig(inputs=(str(folder),), output_dir=str(tmp_path / "tfr"),

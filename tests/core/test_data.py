@@ -21,6 +21,11 @@ def test_describe_a_patches_folder(tmp_path: Path):
     assert description.dtypes == {"xs": "uint16", "xs2": "float32", "class": "int32"}
     assert description.class_mapping == {"crop": 0, "tree": 1, "water": 2}
     assert description.ignore_label is None
+    assert [(f.key, f.path.name, f.patch_size, f.count) for f in description.files] == [
+        ("xs", "xs_patches.tif", (5, 3), 9), ("xs2", "xs2_patches.tif", (2, 2), 9),
+        ("class", "labels.tif", (1, 1), 9)]
+    assert description.sample_bytes == 3 * 5 * 4 * 2 + 2 * 2 * 1 * 4 + 4
+    assert description.manifest is not None and description.manifest["n_samples"] == 9
     assert describe_dataset(folder / "manifest.json") == description
 
 
@@ -66,6 +71,10 @@ def test_open_dataset_batches_dicts_in_stored_dtypes(tmp_path: Path):
     assert len(batches) == 2  # the remainder of 2 is dropped
     assert {k: (v.shape.as_list(), v.dtype.name) for k, v in batches[0].items()} == {
         "xs": ([4, 3, 5, 4], "uint16"), "xs2": ([4, 2, 2, 1], "float32"), "class": ([4, 1, 1, 1], "int32")}
+    from_description = list(open_dataset(describe_dataset(folder), batch_size=4, seed=1))
+    for batch, again in zip(batches, from_description, strict=True):
+        for key, values in batch.items():
+            np.testing.assert_array_equal(values.numpy(), again[key].numpy())
     with pytest.raises(DatasetError, match="holds 10 samples, fewer than one batch of 16"):
         open_dataset(folder, batch_size=16)
     with pytest.raises(InputError) as error:

@@ -9,12 +9,12 @@ import pytest
 from osgeo import gdal, osr
 
 from otbtf_qgis.core import extraction
-from otbtf_qgis.core.errors import InputError, RasterIOError
+from otbtf_qgis.core.errors import CancelledError, InputError, RasterIOError
 from otbtf_qgis.core.extraction import PatchesExtractionConfig, patches_extraction
 
 from ..vector_data import srs_of
 from ..vector_data import write_points as make_points
-from .conftest import encoded_values, make_raster
+from .conftest import CancelAfter, encoded_values, make_raster
 
 X0, Y0 = 500000.0, 4500000.0
 
@@ -106,23 +106,47 @@ def test_complex_sources_are_extracted_too(tmp_path: Path):
         np.testing.assert_array_equal(image[i * 4:(i + 1) * 4], expected_patch(complex_data, 10.0, x, y, (4, 4)))
 
 
-def test_nodata_rejection_counts(tmp_path: Path):
-    data = encoded_values(30, 30, 2, "int16") + 1
-    data[10, 10, 1] = -5
-    data[20, 5, 0] = -5
+def test_nodata_rejection_beside_a_complex_source(tmp_path: Path):
+    """With a complex source (written through GDAL, size known first), patches with nodata are found beforehand."""
+    data = encoded_values(20, 20, 1, "float32")
+    data[8, 8] = data[15, 3] = -1
+    complex_data = (data + 1j).astype(np.complex64)
+    raster = make_raster(tmp_path / "xs.tif", data, nodata=-1)
+    sar = make_raster(tmp_path / "sar.tif", complex_data)
+    xy = random_points(np.random.default_rng(4), 40, 20, 20, 10.0)
+    points = make_points(tmp_path / "p.gpkg", xy)
+    result, manifest = run(tmp_path, [raster, sar], points, patch_sizes="4")
+    windows = {i + 1: expected_patch(data, 10.0, x, y, (4, 4)) for i, (x, y) in enumerate(xy)}
+    kept = [i for i, w in windows.items() if w is not None and not (w == -1).any()]
+    assert sorted(manifest["point_ids"]) == kept and result["rejected"]["nodata"] > 0
+    image, sar_image = read_image(tmp_path / "out" / "xs_patches.tif"), read_image(tmp_path / "out" / "xs2_patches.tif")
+    assert image.shape[0] == sar_image.shape[0] == 4 * len(kept)
+    for i, pid in enumerate(manifest["point_ids"]):
+        np.testing.assert_array_equal(image[i * 4:(i + 1) * 4], windows[pid])
+        np.testing.assert_array_equal(sar_image[i * 4:(i + 1) * 4], windows[pid] + 1j)
+
+
+@pytest.mark.parametrize(("dtype", "nodata"), [("int16", -5.0), ("float32", float("nan"))])
+def test_nodata_rejection_counts(tmp_path: Path, dtype: str, nodata: float):
+    data = encoded_values(30, 30, 2, dtype) + 1
+    data[10, 10, 1] = nodata
+    data[20, 5, 0] = nodata
     other = np.ones((30, 30, 1), np.uint8)  # no nodata set
     other[3, 3] = 0
-    raster = make_raster(tmp_path / "xs.tif", data, nodata=-5)
+    raster = make_raster(tmp_path / "xs.tif", data, nodata=nodata)
     other_path = make_raster(tmp_path / "other.tif", other)
     xy = [(X0 + (c + 0.5) * 10, Y0 - (r + 0.5) * 10) for r in range(2, 29, 3) for c in range(2, 29, 3)]
     points = make_points(tmp_path / "p.gpkg", xy)
     windows = [expected_patch(data, 10.0, x, y, (5, 5)) for x, y in xy]
     n_outside = sum(w is None for w in windows)
-    n_nodata = sum(w is not None and bool((w == -5).any()) for w in windows)
+    n_nodata = sum(w is not None and bool(((w == nodata) | np.isnan(w)).any()) for w in windows)
     result, manifest = run(tmp_path, [raster, other_path], points, patch_sizes="5")
     assert result["rejected"] == {"no_geometry": 0, "no_class": 0, "outside": n_outside, "nodata": n_nodata}
     assert n_nodata > 0 and manifest["n_samples"] == len(xy) - n_outside - n_nodata
-    assert manifest["sources"][0]["nodata"] == -5 and manifest["sources"][1]["nodata"] is None
+    # NaN is not valid JSON: the manifest says null for a NaN nodata.
+    assert manifest["sources"][0]["nodata"] == (None if np.isnan(nodata) else nodata)
+    assert manifest["sources"][1]["nodata"] is None
+    assert not np.isnan(read_image(tmp_path / "out" / "xs_patches.tif")).any()
     # nodata given per source: none for xs, 0 for the second
     result, _ = run(tmp_path, [raster, other_path], points, out="out2", patch_sizes="5", nodata="none,0")
     windows = [expected_patch(other, 10.0, x, y, (5, 5)) for x, y in xy]
@@ -265,21 +289,10 @@ def test_output_folder_overwrite_rule(tmp_path: Path):
 
 
 def test_cancel_leaves_nothing(tmp_path: Path, monkeypatch):
-    from otbtf_qgis.core.errors import CancelledError
-    from otbtf_qgis.core.progress import Reporter
-
-    class CancelAfter(Reporter):
-        def __init__(self, calls: int) -> None:
-            self.calls = calls
-
-        def is_canceled(self) -> bool:
-            self.calls -= 1
-            return self.calls < 0
-
     monkeypatch.setattr(extraction, "GROUP_BYTES", 1)  # one group per point: many cancel checks
     raster = make_raster(tmp_path / "xs.tif", encoded_values(40, 40, 1, "uint16"), nodata=65535)
     points = make_points(tmp_path / "p.gpkg", random_points(np.random.default_rng(0), 30, 40, 40, 10.0))
-    for calls in (2, 40):  # during the nodata check, during the copy
+    for calls in (2, 20):  # at the first groups, half way through the writing
         with pytest.raises(CancelledError):
             patches_extraction(PatchesExtractionConfig(sources=(str(raster),), points=str(points),
                                                        output_dir=str(tmp_path / "out"), patch_sizes="4"),

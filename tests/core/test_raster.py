@@ -12,6 +12,7 @@ from otbtf_qgis.core.raster import (
     GeoTiffWriter,
     RasterInfo,
     atomic_output,
+    nodata_mask,
     open_raster,
     raster_info,
     read_window,
@@ -65,6 +66,19 @@ def test_read_window_into_preallocated_array(raster_factory):
     result = read_window(ds, Window(2, 2, 4, 4), out=out)
     assert result is out
     np.testing.assert_array_equal(out, data[2:6, 2:6].astype(np.float32))
+
+
+def test_nodata_mask_per_band_and_nan_aware():
+    pixels = np.array([[[1.0, 2.0, np.nan], [5.0, np.nan, 3.0]],
+                       [[0.0, 0.0, 0.0], [np.nan, 7.0, 7.0]]], np.float32)  # (2, 2, 3)
+    np.testing.assert_array_equal(nodata_mask(pixels, [5.0, None, 7.0]), [[False, True], [False, True]])
+    np.testing.assert_array_equal(nodata_mask(pixels, [float("nan"), None, None]), [[False, False], [False, True]])
+    np.testing.assert_array_equal(nodata_mask(pixels, [None, float("nan"), 0.0]), [[False, True], [True, False]])
+    np.testing.assert_array_equal(nodata_mask(pixels, [None, None, None]), np.zeros((2, 2), bool))
+    integers = np.array([[[3, 4]], [[4, 3]]], np.int16)
+    np.testing.assert_array_equal(nodata_mask(integers, [4.0, float("nan")]), [[False], [True]])
+    with pytest.raises(ValueError, match="2 nodata values for 3 bands"):
+        nodata_mask(pixels, [1.0, 2.0])
 
 
 def test_open_errors_name_parameter_and_fix(tmp_path: Path):

@@ -59,17 +59,18 @@ def brute_force_valid(invalid: np.ndarray, size: int, step: int) -> set[int]:
             if not invalid[r:r + size, c:c + size].any()}
 
 
+@pytest.mark.parametrize("nodata", [-9.0, float("nan")])
 @pytest.mark.parametrize("strip_bytes", [64 << 20, 1])
-def test_nodata_rejection_matches_brute_force(tmp_path: Path, monkeypatch, strip_bytes: int):
+def test_nodata_rejection_matches_brute_force(tmp_path: Path, monkeypatch, strip_bytes: int, nodata: float):
     monkeypatch.setattr(sampling, "STRIP_BYTES", strip_bytes)  # 1: one grid row per strip
-    data = encoded_values(40, 50, 3) + 1
+    data = encoded_values(40, 50, 3) + 1  # float32
     rng = np.random.default_rng(3)
     for _ in range(12):
         r, c, b = rng.integers(0, 40), rng.integers(0, 50), rng.integers(0, 3)
-        data[r, c, b] = -9  # one band at nodata is enough to reject
-    raster = make_raster(tmp_path / "in.tif", data, nodata=-9)
+        data[r, c, b] = nodata  # one band at nodata is enough to reject
+    raster = make_raster(tmp_path / "in.tif", data, nodata=nodata)
     result = patches_selection(config(tmp_path, raster, patch_size="6", step="3"))
-    expected = brute_force_valid((data == -9).any(axis=2), 6, 3)
+    expected = brute_force_valid(((data == nodata) | np.isnan(data)).any(axis=2), 6, 3)
     assert set(positions(tmp_path / "train.gpkg")) == expected
     assert result["rejected"]["nodata"] == result["n_candidates"] - len(expected) > 0
 
@@ -147,6 +148,31 @@ def test_polygons_keep_positions_whose_centre_is_inside(tmp_path: Path):
     expected[0:40, 13:19] = 1
     expected[2:6, 26:38] = 0
     np.testing.assert_array_equal(dataset.ReadAsArray(), expected)
+
+
+@pytest.mark.parametrize("strip_bytes", [64 << 20, 1])
+def test_nodata_is_checked_only_inside_the_polygons(tmp_path: Path, monkeypatch, strip_bytes: int):
+    """Outside the polygons first; nodata counted among the positions inside; only their rows and columns read."""
+    monkeypatch.setattr(sampling, "STRIP_BYTES", strip_bytes)  # 1: one grid row per strip
+    data = encoded_values(40, 40, 1) + 1
+    data[21, 21] = data[2, 2] = data[30, 5] = -9  # inside, outside, outside the polygon
+    raster = make_raster(tmp_path / "in.tif", data, nodata=-9)
+    # 4-pixel patches every 4 pixels: centres at 2, 6, ..., 38; the box holds centres 18, 22 and 26 each way.
+    polygons = polygons_layer(tmp_path, [(17, 17, 27, 27)], ["a"])
+    windows = []
+    read_window = sampling.read_window
+
+    def recording(dataset, window, **kwargs):
+        windows.append(window)
+        return read_window(dataset, window, **kwargs)
+
+    monkeypatch.setattr(sampling, "read_window", recording)
+    result = patches_selection(config(tmp_path, raster, patch_size="4", polygons=str(polygons)))
+    inside = {row * 10 + col for row in (4, 5, 6) for col in (4, 5, 6)}
+    assert set(positions(tmp_path / "train.gpkg")) == inside - {5 * 10 + 5}
+    assert result["rejected"] == {"nodata": 1, "outside_polygons": 100 - 9}
+    assert min(w.row_off for w in windows) == 16 and max(w.row_off + w.height for w in windows) == 28
+    assert min(w.col_off for w in windows) == 16 and max(w.col_off + w.width for w in windows) == 28
 
 
 def test_integer_classes_keep_their_value(tmp_path: Path):

@@ -121,14 +121,35 @@ def test_bad_appends_and_incomplete_files_leave_nothing(tmp_path: Path):
     writer.append(np.zeros((5, 4, 2), np.uint16))
     with pytest.raises(ValueError, match="7 rows written to an image of 6"):
         writer.append(np.zeros((2, 4, 2), np.uint16))
-    with pytest.raises(RasterIOError, match="got 5 of its 6 rows"):
-        writer.finalize()
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+    empty = StripedTiffWriter(path, 4, 6, 2, np.uint16, rows_per_strip=2)
+    with pytest.raises(RasterIOError, match="got no row"):
+        empty.finalize()
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(RuntimeError, match="boom"), StripedTiffWriter(path, 4, 6, 2, np.uint16, 2) as failing:
         failing.append(np.zeros((6, 4, 2), np.uint16))
         assert partial_name(path).exists()
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("rows", "rows_per_strip", "strips"), [(7, 3, 3), (6, 3, 2), (2, 3, 1), (1, 8, 1)])
+def test_fewer_rows_than_the_maximum(tmp_path: Path, rows: int, rows_per_strip: int, strips: int):
+    """The height is a maximum: the image ends at the last row appended, with strips for those rows only."""
+    path = tmp_path / "out.tif"
+    expected = values(rows, 3, 2, np.int16)
+    with StripedTiffWriter(path, 3, 10, 2, np.int16, rows_per_strip=rows_per_strip) as writer:
+        writer.append(expected[:1])
+        writer.append(expected[1:])
+    array, dataset = read_back(path)
+    assert (dataset.RasterXSize, dataset.RasterYSize) == (3, rows)
+    assert dataset.GetRasterBand(1).GetBlockSize() == [3, min(rows_per_strip, rows)]
+    assert int(dataset.GetRasterBand(1).GetMetadataItem("BLOCK_OFFSET_0_" + str(strips - 1), "TIFF")) > 0
+    assert dataset.GetRasterBand(1).GetMetadataItem("BLOCK_OFFSET_0_" + str(strips), "TIFF") is None
+    np.testing.assert_array_equal(array, expected)
+    rows_data = 8 + rows * 3 * 2 * 2
+    assert path.stat().st_size < rows_data + 400  # no room left for the rows never written
 
 
 def test_replaces_an_existing_file(tmp_path: Path):

@@ -137,12 +137,14 @@ def test_truncated_or_corrupt_shards_are_named(tmp_path: Path):
     assert error.value.parameter == "VALID_DATA"
     with pytest.raises(DatasetError, match=r"truncated/1\.records"):
         open_dataset(tmp_path / "truncated", batch_size=2)
+    with pytest.raises(DatasetError, match=r"shard '.*truncated/1\.records' is truncated"):
+        TFRecords(tmp_path / "truncated").verify()
     corrupt(tmp_path / "bad_length" / "2.records", 3)
     with pytest.raises(DatasetError, match=r"'.*bad_length/2\.records' is corrupt \(bad length checksum"):
         describe_dataset(tmp_path / "bad_length")
     corrupt(tmp_path / "bad_data" / "0.records", 40)  # inside the data of the first record
     assert describe_dataset(tmp_path / "bad_data").n_samples == 12  # the framing is intact
-    with pytest.raises(DatasetError, match=r"shard '.*bad_data/0\.records' is corrupt"):
+    with pytest.raises(DatasetError, match=r"shard '.*bad_data/0\.records' is corrupt \(corrupted record at \d+\)"):
         TFRecords(tmp_path / "bad_data").verify()
     with pytest.raises(DatasetError, match=r"bad_data/0\.records"):
         open_dataset(tmp_path / "bad_data", batch_size=2)
@@ -183,6 +185,25 @@ def test_records_that_do_not_match_the_json_files(tmp_path: Path):
     (folder / "output_types.json").write_text(json.dumps({"input_xs": "int16", "labels": "uint8"}))
     with pytest.raises(DatasetError, match=r"records of '.*0\.records' do not match output_shapes\.json"):
         open_dataset(folder, batch_size=1)
+
+
+def test_tensors_are_serialized_as_tensorflow_does():
+    from otbtf_qgis.core.tfrecords import _tensor_headers, serialize_sample, serialize_tensor
+
+    rng = np.random.default_rng(1)
+    numbers = rng.normal(size=(3, 2, 2)) * 1000
+    sample = {name: numbers.astype(name) for name in ("uint8", "int8", "uint16", "int16", "uint32", "int32",
+                                                      "uint64", "int64", "float16", "float32", "float64")}
+    sample.update({"bool": numbers > 0, "scalar": np.array(7, np.int32), "empty": np.zeros((0, 2), np.float32),
+                   "complex64": (numbers + 1j).astype(np.complex64), "string": np.array([b"ab", b"", b"c"])})
+    headers = _tensor_headers({k: list(v.shape) for k, v in sample.items()},
+                              {k: tf.as_dtype(v.dtype) for k, v in sample.items()})
+    assert headers["complex64"] is None and headers["string"] is None and headers["uint16"] is not None
+    for key, value in sample.items():
+        assert serialize_tensor(value, headers[key]) == tf.io.serialize_tensor(value).numpy(), key
+    big_endian = sample["uint32"].astype(">u4")[:, ::-1]  # not contiguous either
+    assert serialize_tensor(big_endian, headers["uint32"]) == tf.io.serialize_tensor(sample["uint32"][:, ::-1]).numpy()
+    assert serialize_sample(sample, headers) == serialize_sample(sample)
 
 
 def test_record_layout_fast_path_and_fallbacks(tmp_path: Path):
