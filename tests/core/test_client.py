@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -90,20 +89,23 @@ def test_cancel_mid_run_stops_within_a_second_and_leaves_no_output(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
+class CancelAfter(Reporter):
+    """Asks to cancel ``seconds`` after it is made."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def is_canceled(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+
 def test_cancel_of_a_sleeping_worker_escalates_to_sigterm(tmp_path: Path):
     # A step of 30 s ignores the cooperative cancel; SIGTERM is handled only between
     # bytecodes, but time.sleep is interrupted by it, so the job dies within the grace.
     out = tmp_path / "diag.tif"
-    cancel = threading.Event()
-    threading.Timer(1.0, cancel.set).start()
-
-    class Canceller(Reporter):
-        def is_canceled(self) -> bool:
-            return cancel.is_set()
-
     start = time.monotonic()
     with pytest.raises(CancelledError):
-        run_worker(PYTHON, "diagnostics", {"steps": 2, "step_seconds": 30, "output": str(out)}, Canceller(),
+        run_worker(PYTHON, "diagnostics", {"steps": 2, "step_seconds": 30, "output": str(out)}, CancelAfter(1.0),
                    outputs=[out])
     assert time.monotonic() - start < 3.0
     assert list(tmp_path.iterdir()) == []
@@ -111,17 +113,10 @@ def test_cancel_of_a_sleeping_worker_escalates_to_sigterm(tmp_path: Path):
 
 def test_cancel_of_a_worker_that_ignores_sigterm_escalates_to_sigkill(tmp_path: Path):
     out = tmp_path / "diag.tif"
-    cancel = threading.Event()
-    threading.Timer(1.0, cancel.set).start()
-
-    class Canceller(Reporter):
-        def is_canceled(self) -> bool:
-            return cancel.is_set()
-
     start = time.monotonic()
     with pytest.raises(CancelledError):
         run_worker(PYTHON, "diagnostics", {"steps": 2, "step_seconds": 30, "output": str(out), "fail": "unresponsive"},
-                   Canceller(), outputs=[out])
+                   CancelAfter(1.0), outputs=[out])
     elapsed = time.monotonic() - start
     # Cancel line, CANCEL_GRACE, SIGTERM (ignored), CANCEL_GRACE, SIGKILL.
     assert 1.0 + 2 * CANCEL_GRACE <= elapsed < 4.0
