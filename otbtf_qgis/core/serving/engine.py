@@ -529,14 +529,14 @@ class ServingPlan:
         for index, (source, files) in enumerate(zip(self.sources, datasets, strict=True)):
             if self.fully_convolutional:
                 window = self.geometry.input_window(index, regular)
-                starts = self.geometry.patch_starts(index, tile)
             else:
                 cols, rows = self.geometry.patch_starts(index, regular)
                 rf_x, rf_y = source.receptive_field
                 window = Window(cols[0], rows[0], cols[-1] - cols[0] + rf_x, rows[-1] - rows[0] + rf_y)
-                starts = (cols[:tile.width], rows[:tile.height])
             array = _read_source(files, source, window)
             if source.nodata is not None:
+                starts = (self.geometry.patch_starts(index, tile) if self.fully_convolutional
+                          else (cols[:tile.width], rows[:tile.height]))
                 pixels = _nodata_centres(array, window, starts, source.receptive_field, source.nodata)
                 nodata = pixels if nodata is None else nodata | pixels
                 if nodata.all():

@@ -177,8 +177,14 @@ def patch_starts(output_start: int, output_size: int, origin: Rational, spacing_
     that holds the output pixel's centre.
     """
     scale = Fraction(spacing_scale)
-    return [math.floor(grid.to_source(Fraction(origin) + (j + Fraction(1, 2)) * scale)) - receptive_field // 2
-            for j in range(output_start, output_start + output_size)]
+    # The centre of pixel j is first + j·step, both exact fractions: integer arithmetic on a common denominator.
+    first = grid.to_source(Fraction(origin) + Fraction(1, 2) * scale)
+    step = scale * grid.scale
+    denominator = math.lcm(first.denominator, step.denominator)
+    start = first.numerator * (denominator // first.denominator)
+    increment = step.numerator * (denominator // step.denominator)
+    half = receptive_field // 2
+    return [(start + j * increment) // denominator - half for j in range(output_start, output_start + output_size)]
 
 
 def auto_tile_size(output_size: int, expression_field: int, inputs: Sequence[tuple[Rational, int]],
