@@ -705,7 +705,8 @@ def open_training_datasets(config: TrainModelConfig, data: TrainingData, target:
         preprocess = make_preprocessing_fn(data, target, parameter, reporter)
         dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
         if role == "train" and config.augment:
-            dataset = dataset.map(make_augmentation_fn(config.seed), num_parallel_calls=tf.data.AUTOTUNE)
+            # Sequential: the generator's draws then follow the batch order, so a seed gives the same run.
+            dataset = dataset.map(make_augmentation_fn(config.seed))
         datasets[role] = dataset.prefetch(tf.data.AUTOTUNE)
     return datasets
 

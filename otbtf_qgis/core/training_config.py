@@ -33,7 +33,7 @@ class TrainModelConfig:
         "param": "IGNORE_LABEL",
         "help": "label value of unlabelled pixels, left out of the loss and metrics (default: the dataset's)"})
     seed: int | None = field(default=None, metadata={"param": "SEED",
-                                                     "help": "random seed for weights and sample order"})
+                                                     "help": "random seed for weights, sample order and augmentation"})
     model_file: str = field(default="", metadata={"param": "MODEL_FILE",
                                                   "help": "Python file defining a ModelBase subclass (default: FCNN)"})
     class_name: str = field(default="", metadata={"param": "CLASS_NAME",

@@ -108,6 +108,13 @@ def test_learns_a_function_of_the_input_and_exports(two_class_folders: dict[str,
     assert (predicted == labels[:, 16:48, 16:48, 0]).mean() > 0.85
 
 
+def test_a_seed_makes_augmented_training_repeatable(two_class_folders: dict[str, Path], tmp_path: Path):
+    for number in range(2):
+        run(config(two_class_folders, tmp_path / f"model{number}", epochs=3, augment=True, seed=5))
+    first, second = (json.loads((tmp_path / f"model{n}" / "history.json").read_text()) for n in range(2))
+    assert first["loss"] == second["loss"] and first["val_accuracy"] == second["val_accuracy"]
+
+
 def test_cancel_keeps_the_last_checkpoint_and_resume_continues(folders: dict[str, Path], tmp_path: Path):
     output = tmp_path / "model"
     reporter = Recorder(cancel_after="epoch 1/3")
