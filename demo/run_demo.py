@@ -117,6 +117,8 @@ class ClassMap(NamedTuple):
     #: RGB per class value (0..255), grey where the colour table has no entry.
     colours: npt.NDArray[np.uint8]
     geotransform: tuple[float, ...]
+    #: The value of the pixels that were nodata in the scene (``None``: no nodata).
+    nodata: int | None
 
 
 def read_class_map(path: Path) -> ClassMap:
@@ -126,7 +128,9 @@ def read_class_map(path: Path) -> ClassMap:
     table = band.GetRasterColorTable()
     colours = np.array([table.GetColorEntry(i)[:3] if table and i < table.GetCount() else (128, 128, 128)
                         for i in range(256)], np.uint8)
-    return ClassMap(band.ReadAsArray(), colours, tuple(dataset.GetGeoTransform()))
+    nodata = band.GetNoDataValue()
+    return ClassMap(band.ReadAsArray(), colours, tuple(dataset.GetGeoTransform()),
+                    None if nodata is None else int(nodata))
 
 
 def quicklooks(scene: Path, class_map: ClassMap, names: list[str], model_dir: Path, output: Path) -> list[Path]:
@@ -143,13 +147,18 @@ def quicklooks(scene: Path, class_map: ClassMap, names: list[str], model_dir: Pa
     plt.imsave(truecolor, rgb)
     written.append(truecolor)
 
-    values, colours = class_map.values, class_map.colours
-    n_classes = max(len(names), int(values.max()) + 1)
+    values, colours = class_map.values, class_map.colours.copy()
+    valid = values if class_map.nodata is None else values[values != class_map.nodata]
+    n_classes = max(len(names), int(valid.max()) + 1 if valid.size else 0)
     figure, axis = plt.subplots(figsize=(8, 8 * values.shape[0] / values.shape[1] + 0.6))
+    if class_map.nodata is not None:
+        colours[class_map.nodata] = (255, 255, 255)
     axis.imshow(colours[values])
     axis.set_axis_off()
     axis.set_title("Class map (FCNN, cropped tile-by-tile inference)")
     handles = [Patch(color=colours[i] / 255, label=names[i] if i < len(names) else str(i)) for i in range(n_classes)]
+    if class_map.nodata is not None and valid.size < values.size:
+        handles.append(Patch(facecolor="white", edgecolor="grey", label="no data"))
     axis.legend(handles=handles, loc="lower right", framealpha=0.85)
     classmap = output / "classes.png"
     figure.savefig(classmap, dpi=110, bbox_inches="tight")
@@ -177,11 +186,13 @@ def quicklooks(scene: Path, class_map: ClassMap, names: list[str], model_dir: Pa
     return written
 
 
-def class_fractions(values: npt.NDArray[Any], names: list[str]) -> dict[str, float]:
-    """Fraction of the map's pixels per class name."""
-    counts = np.bincount(values.ravel(), minlength=len(names))
-    return {(names[i] if i < len(names) else str(i)): round(float(c) / values.size, 4) for i, c in enumerate(counts)
-            if c}
+def class_fractions(class_map: ClassMap, names: list[str]) -> dict[str, float]:
+    """Fraction of the map's pixels with data, per class name."""
+    values = class_map.values
+    valid = values.ravel() if class_map.nodata is None else values[values != class_map.nodata]
+    counts = np.bincount(valid, minlength=len(names))
+    return {(names[i] if i < len(names) else str(i)): round(float(c) / max(valid.size, 1), 4)
+            for i, c in enumerate(counts) if c}
 
 
 def size_of(path: Path) -> int:
@@ -206,6 +217,9 @@ def write_report(demo: Demo, scene: Path, out: dict[str, Path], output: Path, mo
     for key, value in sorted((training.get("metrics") or {}).items()):
         lines.append(f"- {key}: {value:.4f}" if isinstance(value, float) else f"- {key}: {value}")
     lines += ["", "## Class fractions of the map", ""]
+    if class_map.nodata is not None:
+        no_data = float(np.mean(class_map.values == class_map.nodata))
+        lines += [f"Of the pixels with data ({100 * no_data:.1f} % of the map is the scene's no-data border):", ""]
     lines += [f"- {name}: {100 * share:.1f} %" for name, share in fractions.items()]
     lines += ["", "## Timings", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {title} | {seconds:.1f} |" for title, seconds in demo.timings.items()]
@@ -262,13 +276,14 @@ def main() -> None:
              TRAIN_DATA=out["tfrecords"] / "train", VALID_DATA=out["tfrecords"] / "valid", EPOCHS=args.epochs,
              BATCH_SIZE=8, LEARNING_RATE=0.001, SEED=42, AUGMENT=True, OUTPUT_MODEL=out["model"])
     demo.run(5, "Serve the model over the whole scene", "otbtf:modelserve",
-             SOURCES=scene, MODEL=out["model"], OUTPUT=out["probabilities"], OUTPUT_CLASSES=out["classes"])
+             SOURCES=scene, MODEL=out["model"], NODATA="0", OUTPUT=out["probabilities"],
+             OUTPUT_CLASSES=out["classes"])
     print(f"\n[6/{STEPS}] Quicklooks and report", flush=True)
     model_json = json.loads((out["model"] / "otbtf_model.json").read_text())
     names = list(model_json.get("class_names") or [])
     class_map = read_class_map(out["classes"])
     pictures = quicklooks(scene, class_map, names, out["model"], output)
-    report = write_report(demo, scene, out, output, model_json, class_map, class_fractions(class_map.values, names))
+    report = write_report(demo, scene, out, output, model_json, class_map, class_fractions(class_map, names))
     print("\nResults:")
     for path in [out["classes"], out["probabilities"], out["model"], *pictures, report]:
         print(f"    {path}")
