@@ -66,6 +66,7 @@ from otbtf_qgis.core.raster import (
     GeoTiffWriter,
     RasterInfo,
     ensure_writable_parent,
+    nodata_mask,
     open_raster,
     raster_info,
     read_window,
@@ -684,17 +685,14 @@ def _nodata_centres(array: npt.NDArray[Any], window: Window, starts: tuple[list[
 
     ``array`` holds ``window`` of the source; ``starts`` are the patch start columns and
     rows of the output pixels (the centre pixel is ``start + rf // 2``). The rule depends
-    on the pixel only, so the output does not depend on the tile size.
+    on the pixel only, so the output does not depend on the tile size. The comparison is
+    :func:`~otbtf_qgis.core.raster.nodata_mask`'s: a value the pixel type cannot hold
+    (-9999 for uint16) matches no pixel.
     """
     cols = np.asarray(starts[0]) + receptive_field[0] // 2 - window.col_off
     rows = np.asarray(starts[1]) + receptive_field[1] // 2 - window.row_off
     centres = array[rows[:, None], cols[None, :]]
-    if math.isnan(nodata):
-        found = np.isnan(centres) if centres.dtype.kind == "f" else np.zeros(centres.shape, dtype=bool)
-    else:
-        found = centres == np.asarray(nodata).astype(centres.dtype)
-    result: npt.NDArray[np.bool_] = found.any(axis=2)
-    return result
+    return nodata_mask(centres, (nodata,) * centres.shape[2])
 
 
 def _patches(array: npt.NDArray[Any], cols: npt.NDArray[Any], rows: npt.NDArray[Any],

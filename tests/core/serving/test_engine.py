@@ -126,6 +126,34 @@ def test_nodata_pixels_are_the_same_in_patch_based_and_fully_convolutional_modes
     np.testing.assert_array_equal((a == -7).all(axis=2), expected)
 
 
+def test_nodata_values_are_compared_as_the_model_reads_them(valid_model, tmp_path):
+    folder, _ = valid_model
+    # A float64 source read as float32 (the model's input): its nodata 0.1 is float32(0.1) once read.
+    data = np.random.default_rng(7).uniform(1, 2, size=(53, 61, 3))
+    data[10:20, 10:30, 0] = 0.1
+    path = make_raster(tmp_path / "f64.tif", data, GT, nodata=0.1)
+    serve(ServeConfig(sources=(SourceConfig((str(path),)),), model=str(folder), output_names=("features",),
+                      output=str(tmp_path / "out.tif"), background=-7))
+    out = read(tmp_path / "out.tif")[0]
+    expected = np.zeros(out.shape[:2], dtype=bool)
+    expected[10 - 3:20 - 3, 10 - 3:30 - 3] = True  # output pixel (r, c) is centred on input pixel (r + 3, c + 3)
+    np.testing.assert_array_equal((out == -7).all(axis=2), expected)
+
+
+def test_a_nodata_the_input_type_cannot_hold_masks_nothing(tmp_path):
+    from .models import predictions_model
+
+    predictions_model(tmp_path / "model")  # uint16 input
+    data = np.random.default_rng(8).integers(0, 4000, size=(100, 90, 4)).astype(np.uint16)
+    data[20:60, 20:60] = 55537  # what -9999 wraps to as uint16
+    path = make_raster(tmp_path / "image.tif", data, GT)
+    result = serve(ServeConfig(sources=(SourceConfig((str(path),), receptive_field=(64,), nodata=-9999),),
+                               model=str(tmp_path / "model"), output_names=("predictions_crop16",),
+                               expression_field=(32,), output=str(tmp_path / "out.tif"), background=-7))
+    out = read(tmp_path / "out.tif")[0]
+    assert result["skipped_tiles"] == 0 and result["nodata"] == -7 and not (out == -7).any()
+
+
 def test_patch_model_with_fixed_input_takes_its_receptive_field_from_the_signature(fixed_patch_model, image,
                                                                                      tmp_path):
     folder, model = fixed_patch_model
