@@ -247,58 +247,52 @@ def recommend(report: ReceptiveFieldReport, class_output: str | None = None) -> 
     for base_name, crop_size in cropped_outputs(report.outputs).values():
         crops_by_base.setdefault(base_name, []).append(crop_size)
     base = class_output if class_output in report.outputs else next(iter(crops_by_base), None)
+    report.receptive_field = rf
+
+    def choose(name: str | None, size: tuple[int, int] | None, note: str = "") -> None:
+        """Recommend ``name``, whose ``(rows, cols)`` output (``None``: one pixel) is the expression field."""
+        report.recommended_output = name
+        report.expression_field = (1, 1) if size is None else (size[1], size[0])
+        if note:
+            report.notes.append(note)
+
     if base is None:
         spatial = [o for o in report.outputs.values() if o.size is not None]
         if not spatial:
-            report.recommended_output = next(iter(report.outputs), None)
-            report.receptive_field, report.expression_field = rf, (1, 1)
-            report.notes.append("The outputs have no spatial axes: the model is patch-based (one output pixel per "
-                                "input patch of the receptive field).")
+            choose(next(iter(report.outputs), None), None,
+                   "The outputs have no spatial axes: the model is patch-based (one output pixel per input patch of "
+                   "the receptive field).")
             return
         output = spatial[0]
-        report.recommended_output = output.name
-        report.receptive_field = rf
         assert output.size is not None
-        report.expression_field = (output.size[1], output.size[0])
-        report.notes.append(f"The model has no cropped outputs: serving '{output.name}' whole gives seams where "
-                            f"the padding-affected border ({output.size[0] - output.valid_size[0]} rows) meets the "
-                            "next tile.")
+        choose(output.name, output.size,
+               f"The model has no cropped outputs: serving '{output.name}' whole gives seams where the "
+               f"padding-affected border ({output.size[0] - output.valid_size[0]} rows) meets the next tile.")
         return
     geometry = report.outputs[base]
     crops = sorted(crops_by_base.get(base, []))
     if geometry.size is None:
-        report.recommended_output, report.receptive_field, report.expression_field = base, rf, (1, 1)
+        choose(base, None)
         return
-    if geometry.valid_size == geometry.size:
-        report.recommended_output = base
-        report.receptive_field = rf
-        report.expression_field = (geometry.size[1], geometry.size[0])
-        report.notes.append(f"'{base}' is padding-free on all its {geometry.size[0]}×{geometry.size[1]} pixels: no "
-                            "crop is needed.")
+    size = geometry.size
+    if geometry.valid_size == size:
+        choose(base, size, f"'{base}' is padding-free on all its {size[0]}×{size[1]} pixels: no crop is needed.")
         return
     seamless = [c for c in crops if geometry.covered_by(c)]
+    leaving = [c for c in crops if size[0] - 2 * c >= 1 and size[1] - 2 * c >= 1]
     if seamless:
         crop = seamless[0]
-        report.notes.append(f"'{base}' is padding-free on {geometry.valid_size[0]}×{geometry.valid_size[1]} of "
-                            f"{geometry.size[0]}×{geometry.size[1]} pixels: crop {crop} is the smallest that removes "
-                            "the padding-affected border.")
-    else:
-        leaving = [c for c in crops if geometry.size[0] - 2 * c >= 1 and geometry.size[1] - 2 * c >= 1]
-        if not leaving:
-            report.recommended_output = base
-            report.receptive_field = rf
-            report.expression_field = (geometry.size[1], geometry.size[0])
-            report.notes.append(f"No cropped output of '{base}' fits an input of {rf[0]}×{rf[1]}: use a larger "
-                                "input size.")
-            return
+        note = (f"'{base}' is padding-free on {geometry.valid_size[0]}×{geometry.valid_size[1]} of {size[0]}×"
+                f"{size[1]} pixels: crop {crop} is the smallest that removes the padding-affected border.")
+    elif leaving:
         crop = leaving[-1]
-        report.notes.append(f"No cropped output of '{base}' removes all padding-affected pixels for this input size "
-                            f"(valid {geometry.valid_size[0]}×{geometry.valid_size[1]} of {geometry.size[0]}×"
-                            f"{geometry.size[1]}); crop {crop} is the largest that leaves an output. A larger input "
-                            "size helps.")
-    report.recommended_output = f"{base}_crop{crop}"
-    report.receptive_field = rf
-    report.expression_field = (geometry.size[1] - 2 * crop, geometry.size[0] - 2 * crop)
+        note = (f"No cropped output of '{base}' removes all padding-affected pixels for this input size (valid "
+                f"{geometry.valid_size[0]}×{geometry.valid_size[1]} of {size[0]}×{size[1]}); crop {crop} is the "
+                "largest that leaves an output. A larger input size helps.")
+    else:
+        choose(base, size, f"No cropped output of '{base}' fits an input of {rf[0]}×{rf[1]}: use a larger input size.")
+        return
+    choose(f"{base}_crop{crop}", (size[0] - 2 * crop, size[1] - 2 * crop), note)
 
 
 def _size_text(size: tuple[int, int] | None) -> str:

@@ -175,6 +175,17 @@ def test_recommend_largest_fitting_crop_when_none_is_seamless():
     assert "larger input size" in report.notes[-1]
 
 
+def test_recommend_the_whole_output_when_it_is_padding_free_or_no_crop_fits():
+    clean = _report(32, (0, 32), (8,))
+    recommend(clean, "pred")
+    assert (clean.recommended_output, clean.receptive_field, clean.expression_field) == ("pred", (32, 32), (32, 32))
+    assert "no crop is needed" in clean.notes[-1]
+    small = _report(16, (4, 12), (8, 16))  # both crops leave no pixel of 16
+    recommend(small, "pred")
+    assert (small.recommended_output, small.expression_field) == ("pred", (16, 16))
+    assert "fits an input of 16×16" in small.notes[-1]
+
+
 def test_recommend_without_cropped_outputs_or_spatial_outputs():
     report = ReceptiveFieldReport({"x": (32, 32)}, "analytic", {"y": OutputGeometry("y", (32, 32), (4, 28), (4, 28))})
     recommend(report)
