@@ -494,18 +494,6 @@ def write_paletted_style(path: Path, entries: Sequence[tuple[tuple[int, ...], st
     return path
 
 
-def write_array(path: str | os.PathLike[str], array: npt.NDArray[Any],
-                geotransform: Sequence[float] = (0, 1, 0, 0, 0, -1), crs_wkt: str = "", nodata: float | None = None,
-                creation_options: Sequence[str] | None = None) -> Path:
-    """Write a whole ``(rows, cols[, bands])`` array as a GeoTIFF, atomically. Handy for small rasters."""
-    if array.ndim == 2:
-        array = array[:, :, None]
-    with GeoTiffWriter(path, array.shape[1], array.shape[0], array.shape[2], array.dtype, geotransform, crs_wkt,
-                       nodata, creation_options) as writer:
-        writer.write(Window(0, 0, array.shape[1], array.shape[0]), array)
-    return Path(path)
-
-
 def srs_from_wkt(wkt: str) -> osr.SpatialReference | None:
     """An ``osr.SpatialReference`` with traditional GIS axis order, or ``None`` for an empty WKT."""
     if not wkt:

@@ -8,8 +8,8 @@ import pytest
 
 from otbtf_qgis.core.data import describe_dataset, open_dataset
 from otbtf_qgis.core.errors import DatasetError, InputError
-from otbtf_qgis.core.raster import write_array
 
+from .conftest import make_raster
 from .patches_data import make_patches_folder
 
 
@@ -30,8 +30,8 @@ def test_describe_a_patches_folder(tmp_path: Path):
 
 
 def test_describe_otbtf_patches_without_manifest(tmp_path: Path):
-    write_array(tmp_path / "xs_patches.tif", np.zeros((40, 8, 3), np.uint16))
-    write_array(tmp_path / "labels_patches.tif", np.zeros((40, 8, 1), np.uint8))
+    make_raster(tmp_path / "xs_patches.tif", np.zeros((40, 8, 3), np.uint16), tiled=False)
+    make_raster(tmp_path / "labels_patches.tif", np.zeros((40, 8, 1), np.uint8), tiled=False)
     description = describe_dataset(tmp_path)
     assert description.n_samples == 5
     assert description.shapes == {"labels": (8, 8, 1), "xs": (8, 8, 3)}

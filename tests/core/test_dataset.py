@@ -15,9 +15,9 @@ from otbtf_qgis.core.dataset import (
     patches_tf_dataset,
 )
 from otbtf_qgis.core.errors import DatasetError
-from otbtf_qgis.core.raster import write_array
 from otbtf_qgis.core.tfrecords import TFRecords
 
+from .conftest import make_raster
 from .patches_data import make_patches_folder, read_patches
 
 
@@ -49,7 +49,8 @@ def test_reader_gives_each_sample(folder: Path, streaming: bool):
 
 def test_non_square_patches_without_manifest_need_their_size(tmp_path: Path):
     image = np.arange(4 * 3 * 5 * 2, dtype=np.int16).reshape(12, 5, 2)  # four 5x3 patches
-    path = write_array(tmp_path / "a" / "xs_patches.tif", image)
+    (tmp_path / "a").mkdir()
+    path = make_raster(tmp_path / "a" / "xs_patches.tif", image, tiled=False)
     with pytest.raises(DatasetError, match=r"is not a column of 5x5 patches"):
         PatchesImagesReader({"xs": str(path)})
     reader = PatchesImagesReader({"xs": [str(path), str(path)]}, patch_sizes={"xs": (5, 3)})
@@ -58,9 +59,9 @@ def test_non_square_patches_without_manifest_need_their_size(tmp_path: Path):
 
 
 def test_sources_must_agree(tmp_path: Path):
-    three = write_array(tmp_path / "three.tif", np.zeros((12, 4, 1), np.uint8))
-    two = write_array(tmp_path / "two.tif", np.zeros((8, 4, 1), np.uint8))
-    other_bands = write_array(tmp_path / "bands.tif", np.zeros((12, 4, 2), np.uint8))
+    three = make_raster(tmp_path / "three.tif", np.zeros((12, 4, 1), np.uint8), tiled=False)
+    two = make_raster(tmp_path / "two.tif", np.zeros((8, 4, 1), np.uint8), tiled=False)
+    other_bands = make_raster(tmp_path / "bands.tif", np.zeros((12, 4, 2), np.uint8), tiled=False)
     with pytest.raises(DatasetError, match=r"different numbers of patches: \{'a': 3, 'b': 2\}"):
         PatchesImagesReader({"a": str(three), "b": str(two)})
     with pytest.raises(DatasetError, match="differ in bands or data type"):

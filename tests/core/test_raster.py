@@ -18,7 +18,6 @@ from otbtf_qgis.core.raster import (
     read_window,
     same_crs,
     window_geotransform,
-    write_array,
 )
 from otbtf_qgis.core.windows import Window, tile_grid
 
@@ -131,12 +130,15 @@ def test_writer_failure_leaves_nothing(tmp_path: Path):
 
 
 def test_writer_replaces_existing_only_on_success(tmp_path: Path):
-    out = write_array(tmp_path / "out.tif", np.full((4, 4), 1, np.uint8))
+    out = tmp_path / "out.tif"
+    with GeoTiffWriter(out, 4, 4, 1, np.uint8, (0, 1, 0, 0, 0, -1)) as writer:
+        writer.write(Window(0, 0, 4, 4), np.full((4, 4), 1, np.uint8))
     with pytest.raises(RuntimeError), GeoTiffWriter(out, 4, 4, 1, np.uint8, (0, 1, 0, 0, 0, -1)) as writer:
         writer.write(Window(0, 0, 4, 4), np.full((4, 4), 2, np.uint8))
         raise RuntimeError("boom")
     assert gdal.Open(str(out)).ReadAsArray().max() == 1
-    write_array(out, np.full((4, 4), 3, np.uint8))
+    with GeoTiffWriter(out, 4, 4, 1, np.uint8, (0, 1, 0, 0, 0, -1)) as writer:
+        writer.write(Window(0, 0, 4, 4), np.full((4, 4), 3, np.uint8))
     assert gdal.Open(str(out)).ReadAsArray().min() == 3
 
 
