@@ -65,7 +65,7 @@ def make_image(path: Path, size: int, seed: int) -> None:
 
 def make_points(path: Path, n: int, size: int, seed: int) -> None:
     """``n`` random points whose patches lie inside the ``size`` x ``size`` image of :func:`make_image`."""
-    from otbtf_qgis.core.vector import write_points
+    from otbtf_qgis.core.io.vector import write_points
 
     uv = np.random.default_rng(seed).uniform(PATCH, size - PATCH, (n, 2))
     srs = osr.SpatialReference()
@@ -85,11 +85,11 @@ def epoch_rate(dataset: Any, samples: int) -> float:
 
 
 def bench_reading(workdir: Path) -> tuple[list[str], dict[str, float]]:
-    from otbtf_qgis.core.createtfrecords import CreateTFRecordsConfig, create_tfrecords
-    from otbtf_qgis.core.data import open_dataset
-    from otbtf_qgis.core.dataset import DatasetFromPatchesImages
-    from otbtf_qgis.core.extraction import PatchesExtractionConfig, patches_extraction
-    from otbtf_qgis.core.tfrecords import TFRecords
+    from otbtf_qgis.core.data.createtfrecords import CreateTFRecordsConfig, create_tfrecords
+    from otbtf_qgis.core.data.loading import open_dataset
+    from otbtf_qgis.core.data.patches import DatasetFromPatchesImages
+    from otbtf_qgis.core.data.patchesextraction import PatchesExtractionConfig, patches_extraction
+    from otbtf_qgis.core.data.tfrecords import TFRecords
 
     image = workdir / "read.tif"
     make_image(image, 2048, seed=1)
@@ -141,8 +141,8 @@ def bench_reading(workdir: Path) -> tuple[list[str], dict[str, float]]:
 
 def naive_extraction(image: Path, points: Path, output: Path) -> int:
     """One ``ReadAsArray`` per point (the straightforward loop), then the same patches-image written."""
-    from otbtf_qgis.core.raster import GeoTiffWriter
-    from otbtf_qgis.core.windows import Window
+    from otbtf_qgis.core.io.raster import GeoTiffWriter
+    from otbtf_qgis.core.io.windows import Window
 
     dataset = gdal.Open(str(image))
     x0, dx, _, y0, _, dy = dataset.GetGeoTransform()
@@ -163,7 +163,7 @@ def naive_extraction(image: Path, points: Path, output: Path) -> int:
 
 
 def bench_extraction(workdir: Path) -> tuple[list[str], dict[str, float]]:
-    from otbtf_qgis.core.extraction import PatchesExtractionConfig, patches_extraction
+    from otbtf_qgis.core.data.patchesextraction import PatchesExtractionConfig, patches_extraction
 
     image = workdir / "extract.tif"
     make_image(image, IMAGE_SIZE, seed=3)

@@ -46,8 +46,8 @@ def build_model(folder: Path) -> None:
     import keras
     import tensorflow as tf
 
-    from otbtf_qgis.core.export import export_model
-    from otbtf_qgis.core.fcnn import FCNNModel
+    from otbtf_qgis.core.models.export import export_model
+    from otbtf_qgis.core.models.fcnn import FCNNModel
 
     keras.utils.set_random_seed(0)
     spec = ({"input_xs": tf.TensorSpec((None, 64, 64, BANDS), tf.uint16)}, {})
@@ -119,10 +119,11 @@ def child_compare(mode: str, image: str, model: str, workdir: str) -> dict[str, 
     import numpy as np
     from osgeo import gdal
 
-    from otbtf_qgis.core.raster import open_raster, read_window
-    from otbtf_qgis.core.serving.engine import prepare
-    from otbtf_qgis.core.serving.model import configure_threads
-    from otbtf_qgis.core.windows import Window, tile_grid
+    from otbtf_qgis.core.io.raster import open_raster, read_window
+    from otbtf_qgis.core.io.windows import Window, tile_grid
+    from otbtf_qgis.core.models.saved_model import configure_threads
+    from otbtf_qgis.core.serving.plan import prepare
+    from otbtf_qgis.core.serving.stream import open_sources, read_tile, serve_plan
 
     if mode == "split":
         configure_threads()
@@ -130,8 +131,8 @@ def child_compare(mode: str, image: str, model: str, workdir: str) -> dict[str, 
     grid = plan.geometry.window
     tiles = list(tile_grid(grid.width, grid.height, *plan.tile_size))
     source = plan.sources[0]
-    datasets = plan.open_sources()
-    in_memory = [plan.read_tile(datasets, tile).arrays for tile in tiles]
+    datasets = open_sources(plan)
+    in_memory = [read_tile(plan, datasets, tile).arrays for tile in tiles]
 
     def model_alone() -> float:
         def compute(part: list[Any]) -> None:
@@ -164,11 +165,11 @@ def child_compare(mode: str, image: str, model: str, workdir: str) -> dict[str, 
 
     methods: dict[str, Any] = {
         "model": model_alone,
-        "engine": lambda: float(plan.serve(f"{workdir}/engine.tif")["seconds"]),
+        "engine": lambda: float(serve_plan(plan, f"{workdir}/engine.tif")["seconds"]),
     }
     if mode == "split":
         uncompressed = prepare(_config(image, model, f"{workdir}/engine.tif", ("COMPRESS=NONE",)))
-        methods["engine_none"] = lambda: float(uncompressed.serve(f"{workdir}/engine_none.tif")["seconds"])
+        methods["engine_none"] = lambda: float(serve_plan(uncompressed, f"{workdir}/engine_none.tif")["seconds"])
     else:
         methods["loop_lzw"] = lambda: loop(["TILED=YES", "COMPRESS=LZW", "BIGTIFF=IF_SAFER"], "loop_lzw")
         methods["loop_zstd"] = lambda: loop(list(plan.creation_options), "loop_zstd")
@@ -188,9 +189,10 @@ def child_compare(mode: str, image: str, model: str, workdir: str) -> dict[str, 
 
 def child_tiles(image: str, model: str, workdir: str) -> dict[str, Any]:
     """The engine on the same 2048² output region with small, medium and automatic tiles."""
-    from otbtf_qgis.core.serving.engine import prepare
-    from otbtf_qgis.core.serving.model import configure_threads
-    from otbtf_qgis.core.windows import Window
+    from otbtf_qgis.core.io.windows import Window
+    from otbtf_qgis.core.models.saved_model import configure_threads
+    from otbtf_qgis.core.serving.plan import prepare
+    from otbtf_qgis.core.serving.stream import serve_plan
 
     configure_threads()
     region = Window(0, 0, 2048, 2048)
@@ -201,7 +203,7 @@ def child_tiles(image: str, model: str, workdir: str) -> dict[str, Any]:
         times = []
         for _ in range(2):
             Path(workdir, "tiles.tif").unlink(missing_ok=True)
-            times.append(float(plan.serve(f"{workdir}/tiles.tif", region)["seconds"]))
+            times.append(float(serve_plan(plan, f"{workdir}/tiles.tif", region)["seconds"]))
         seconds = min(times)
         rates["x".join(map(str, plan.tile_size)) + (" (automatic)" if tile_size == 0 else "")] = (
             region.width * region.height / 1e6 / seconds)
@@ -216,15 +218,16 @@ def process_cpu() -> float:
 
 def child_serve(image: str, model: str, output: str) -> dict[str, Any]:
     """Serve one image from scratch (model loading included), as the worker does; report the peak RSS."""
-    from otbtf_qgis.core.serving.engine import prepare
-    from otbtf_qgis.core.serving.model import configure_threads
+    from otbtf_qgis.core.models.saved_model import configure_threads
+    from otbtf_qgis.core.serving.plan import prepare
+    from otbtf_qgis.core.serving.stream import serve_plan
 
     configure_threads()
     started = time.perf_counter()
     plan = prepare(_config(image, model, output))
     setup = time.perf_counter() - started
     cpu = process_cpu()
-    result = plan.serve(output)
+    result = serve_plan(plan, output)
     return {"setup_seconds": setup, "serve_seconds": result["seconds"], "serve_cpu": process_cpu() - cpu,
             "tile_size": result["tile_size"], "pixels": result["width"] * result["height"], "tiles": result["tiles"],
             "read": result["read_seconds"], "predict": result["predict_seconds"], "write": result["write_seconds"],

@@ -47,16 +47,11 @@ def measure(folders: dict[str, Path], workdir: Path) -> dict[str, dict[str, floa
     """
     import tensorflow as tf
 
+    from otbtf_qgis.core.jobs.configs.trainmodel import TrainModelConfig
     from otbtf_qgis.core.progress import NullReporter
-    from otbtf_qgis.core.training import (
-        DistributedSteps,
-        build_model,
-        make_optimizer,
-        open_training_datasets,
-        plan_training_data,
-        target_shape,
-    )
-    from otbtf_qgis.core.training_config import TrainModelConfig
+    from otbtf_qgis.core.training.loop import DistributedSteps, make_optimizer
+    from otbtf_qgis.core.training.pipeline import open_training_datasets, plan_training_data
+    from otbtf_qgis.core.training.trainmodel import build_model, target_shape
 
     strategy = tf.distribute.MirroredStrategy()
     datasets, loop = {}, None
@@ -92,7 +87,7 @@ def measure(folders: dict[str, Path], workdir: Path) -> dict[str, dict[str, floa
 
 
 def run(workdir: Path) -> str:
-    from otbtf_qgis.core.createtfrecords import CreateTFRecordsConfig, create_tfrecords
+    from otbtf_qgis.core.data.createtfrecords import CreateTFRecordsConfig, create_tfrecords
     from otbtf_qgis.core.progress import NullReporter
 
     patches = make_patches(workdir / "patches")

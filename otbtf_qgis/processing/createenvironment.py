@@ -16,10 +16,10 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from otbtf_qgis.core.environment import DEFAULT_REQUIREMENTS, create_worker_environment
 from otbtf_qgis.core.errors import OtbtfError
+from otbtf_qgis.core.jobs.environment import DEFAULT_REQUIREMENTS, create_worker_environment
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
-from otbtf_qgis.processing.worker import PYTHON_SETTING, FeedbackReporter, default_environment_folder
+from otbtf_qgis.processing.runner import PYTHON_SETTING, FeedbackReporter, default_environment_folder
 
 
 def qgis_python() -> str:
@@ -62,7 +62,8 @@ class CreateEnvironmentAlgorithm(OtbtfAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.PYTHON, self.tr("Base Python (empty: QGIS's Python)"), optional=True))
         self.addParameter(QgsProcessingParameterString(
-            self.PACKAGES, self.tr("Packages to install (pip requirement specifiers)"),
+            self.PACKAGES, self.tr("Packages to install (pip requirement specifiers, separated by spaces as on pip's "
+                                   "command line)"),
             defaultValue=" ".join(DEFAULT_REQUIREMENTS)))
         self.addParameter(QgsProcessingParameterBoolean(
             self.SET_DEFAULT, self.tr("Use it as the provider's Python interpreter"), defaultValue=True))
@@ -74,6 +75,7 @@ class CreateEnvironmentAlgorithm(OtbtfAlgorithm):
         """Create the environment, check it, and store the setting."""
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         base = self.parameterAsString(parameters, self.PYTHON, context) or qgis_python()
+        # pip's own syntax, not a list of the one grammar: specifiers hold commas and semicolons.
         packages = self.parameterAsString(parameters, self.PACKAGES, context).split()
         try:
             result = create_worker_environment(folder, base, packages, verify=True,

@@ -7,6 +7,7 @@ from typing import Any
 from qgis.core import (
     QgsProcessing,
     QgsProcessingContext,
+    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
@@ -15,8 +16,8 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from otbtf_qgis.core.config import config_to_dict
-from otbtf_qgis.core.createtfrecords_config import CreateTFRecordsConfig
+from otbtf_qgis.core.jobs.codec import config_to_dict
+from otbtf_qgis.core.jobs.configs.createtfrecords import CreateTFRecordsConfig
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 
 
@@ -65,19 +66,25 @@ class CreateTFRecordsAlgorithm(OtbtfAlgorithm):
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_DIR, self.tr("Output folder")))
         self.addOutput(QgsProcessingOutputNumber(self.N_SAMPLES, self.tr("Number of samples written")))
 
-    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
-                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        """Run the ``createtfrecords`` job in the worker."""
-        inputs = self.parameterAsFileList(parameters, self.INPUT, context)
-        output_dir = self.parameterAsString(parameters, self.OUTPUT_DIR, context)
-        config = CreateTFRecordsConfig(
-            inputs=tuple(inputs),
-            output_dir=output_dir,
+    def build_config(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                     feedback: QgsProcessingFeedback | None) -> CreateTFRecordsConfig:
+        """The ``createtfrecords`` job's config (see :meth:`OtbtfAlgorithm.build_config`)."""
+        inputs = tuple(path for path in self.parameterAsFileList(parameters, self.INPUT, context) if path)
+        if not inputs:
+            raise QgsProcessingException(f"{self.INPUT}: give at least one patches folder (or its manifest.json).")
+        return CreateTFRecordsConfig(
+            inputs=inputs,
+            output_dir=self.parameterAsFileOutput(parameters, self.OUTPUT_DIR, context),
             n_samples_per_shard=self.parameterAsInt(parameters, self.N_SAMPLES_PER_SHARD, context),
             shuffle=self.parameterAsBoolean(parameters, self.SHUFFLE, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             drop_remainder=self.parameterAsBoolean(parameters, self.DROP_REMAINDER, context),
         )
-        result = self.run_job("createtfrecords", config_to_dict(config), feedback, outputs=[output_dir])
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        """Run the ``createtfrecords`` job in the worker."""
+        config = self.build_config(parameters, context, feedback)
+        result = self.run_job(self.NAME, config_to_dict(config), feedback, outputs=[config.output_dir])
         total = sum(int(o.get("n_samples", 0)) for o in result.get("outputs", {}).values())
-        return {self.OUTPUT_DIR: output_dir, self.N_SAMPLES: total}
+        return {self.OUTPUT_DIR: config.output_dir, self.N_SAMPLES: total}

@@ -11,6 +11,8 @@ from qgis.core import (
     QgsProcessingOutputString,
 )
 
+from otbtf_qgis.core.jobs.codec import config_to_dict
+from otbtf_qgis.core.jobs.configs.environmentinfo import EnvironmentInfoConfig
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 
 
@@ -40,10 +42,16 @@ class EnvironmentInfoAlgorithm(OtbtfAlgorithm):
                            (self.REPORT, "Full report (JSON)")):
             self.addOutput(QgsProcessingOutputString(key, self.tr(label)))
 
+    def build_config(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                     feedback: QgsProcessingFeedback | None) -> EnvironmentInfoConfig:
+        """The ``environmentinfo`` job's config: it has no setting."""
+        return EnvironmentInfoConfig()
+
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         """Run the ``environmentinfo`` job in the worker."""
-        info = self.run_job("environmentinfo", {}, feedback)
+        config = self.build_config(parameters, context, feedback)
+        info = self.run_job(self.NAME, config_to_dict(config), feedback)
         devices = ", ".join(f"{d['name']} ({d['type']})" for d in info.get("tensorflow_devices", []))
         return {
             self.PYTHON: info.get("python"),

@@ -20,10 +20,10 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from otbtf_qgis.core.config import config_to_dict
-from otbtf_qgis.core.errors import OtbtfError
-from otbtf_qgis.core.serving.config import OUTPUT_TYPES, serve_config_from_text
-from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
+from otbtf_qgis.core.jobs.codec import config_to_dict
+from otbtf_qgis.core.jobs.configs.modelserve import OUTPUT_TYPES, ServeConfig, serve_config_from_text
+from otbtf_qgis.processing.algorithm import OtbtfAlgorithm, parameter_errors
+from otbtf_qgis.processing.helptext import LIST_GRAMMAR, LIST_HINT, NAMES_HINT, NODATA_HINT, SIZES_HINT
 
 
 class ModelServeAlgorithm(OtbtfAlgorithm):
@@ -39,10 +39,11 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
         "and output are enough. The output grid is the sources' common extent shrunk by the receptive field "
         "(as OTBTF: width 1000, rf 64, ef 32 gives 960 pixels from input pixel 16); its pixels do not depend on the "
         "tile size. Output pixels centred on a nodata input pixel get BACKGROUND (the output's nodata); tiles "
-        "with no valid pixel are not computed. "
-        "Per-source values are separated by ';' (RFIELDS '64;32x32'). TILE_SIZE 0 chooses large tiles, which is "
-        "much faster. The optional class map is the argmax of the first output, with a palette and the model's "
-        "class names.")
+        "with no valid pixel are not computed. TILE_SIZE 0 chooses large tiles, which is much faster. The optional "
+        "class map is the argmax of the first output, with a palette and the model's class names.\n\n"
+        "RFIELDS (sizes), PLACEHOLDERS (names) and NODATA are per-source lists; OUTPUT_NAMES, USER_PLACEHOLDERS "
+        "(name=value) and CREATION_OPTIONS (KEY=VALUE) are lists; EFIELD is a size.\n\n" + LIST_GRAMMAR
+    )
 
     SOURCES = "SOURCES"
     MODEL = "MODEL"
@@ -69,13 +70,13 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, self.tr("SavedModel folder"), behavior=QgsProcessingParameterFile.Folder))
         self.addParameter(QgsProcessingParameterString(
-            self.RFIELDS, self.tr("Receptive field per source, e.g. 64 or 64x64;32 (empty: from the model)"),
+            self.RFIELDS, self.tr(f"Receptive field per source ({SIZES_HINT}; empty: from the model)"),
             defaultValue="", optional=True))
         self.addParameter(QgsProcessingParameterString(
-            self.OUTPUT_NAMES, self.tr("Model outputs to write, e.g. predictions_crop16 (empty: from the model)"),
+            self.OUTPUT_NAMES, self.tr(f"Model outputs to write ({LIST_HINT}; empty: from the model)"),
             defaultValue="", optional=True))
         self.addParameter(QgsProcessingParameterString(
-            self.EFIELD, self.tr("Expression field, e.g. 32 or 32x32 (empty: from the model)"),
+            self.EFIELD, self.tr("Expression field (32 or 32x32; empty: from the model)"),
             defaultValue="", optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Output raster")))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -83,8 +84,8 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
             createByDefault=False))
         advanced = [
             QgsProcessingParameterString(
-                self.PLACEHOLDERS, self.tr("Model input per source (empty: from the model)"), defaultValue="",
-                optional=True),
+                self.PLACEHOLDERS, self.tr(f"Model input per source ({NAMES_HINT}; empty: from the model)"),
+                defaultValue="", optional=True),
             QgsProcessingParameterBoolean(
                 self.FULLYCONV, self.tr("Fully convolutional (off: one patch per output pixel)"), defaultValue=True),
             QgsProcessingParameterNumber(
@@ -94,38 +95,40 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
                 self.TILE_SIZE, self.tr("Tile size in output pixels (0: automatic)"),
                 QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0),
             QgsProcessingParameterString(
-                self.NODATA, self.tr("Nodata per source (empty: the raster's own; none: no nodata)"),
+                self.NODATA, self.tr(f"Nodata per source ({NODATA_HINT})"),
                 defaultValue="", optional=True),
             QgsProcessingParameterNumber(
                 self.BACKGROUND, self.tr("Background value (output pixels on nodata input)"),
                 QgsProcessingParameterNumber.Double, defaultValue=0.0),
             QgsProcessingParameterString(
-                self.USER_PLACEHOLDERS, self.tr("Extra model inputs, e.g. dropout=0.0;is_training=false"),
+                self.USER_PLACEHOLDERS,
+                self.tr(f"Extra model inputs, name=value ({LIST_HINT}), e.g. dropout=0.0, is_training=false"),
                 defaultValue="", optional=True),
             QgsProcessingParameterEnum(
                 self.OUTPUT_TYPE, self.tr("Output data type"), options=list(OUTPUT_TYPES), defaultValue=0),
             QgsProcessingParameterString(
-                self.CREATION_OPTIONS, self.tr("GeoTIFF creation options, e.g. COMPRESS=LZW;PREDICTOR=3 "
-                                               "(default: tiled, ZSTD level 1)"), defaultValue="", optional=True),
+                self.CREATION_OPTIONS,
+                self.tr(f"GeoTIFF creation options, KEY=VALUE ({LIST_HINT}), e.g. COMPRESS=LZW, PREDICTOR=3 "
+                        "(default: tiled, ZSTD level 1)"), defaultValue="", optional=True),
             QgsProcessingParameterBoolean(self.COG, self.tr("Cloud Optimized GeoTIFF"), defaultValue=False),
         ]
         for parameter in advanced:
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
 
-    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
-                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        """Build the serving config and run it in the worker."""
+    def build_config(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                     feedback: QgsProcessingFeedback | None) -> ServeConfig:
+        """The ``modelserve`` job's config (see :meth:`OtbtfAlgorithm.build_config`)."""
         layers = self.parameterAsLayerList(parameters, self.SOURCES, context)
         if not layers:
-            raise QgsProcessingException(self.tr("SOURCES: give at least one raster."))
+            raise QgsProcessingException(f"{self.SOURCES}: give at least one raster.")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         classes = self.parameterAsOutputLayer(parameters, self.OUTPUT_CLASSES, context) or ""
         for key, path in ((self.OUTPUT, output), (self.OUTPUT_CLASSES, classes)):
             if path and Path(path).suffix.lower() not in {".tif", ".tiff"}:
                 raise QgsProcessingException(f"{key}: '{path}' must be a GeoTIFF file (.tif).")
-        try:
-            config = serve_config_from_text(
+        with parameter_errors():
+            return serve_config_from_text(
                 [layer.source() for layer in layers],
                 self.parameterAsFile(parameters, self.MODEL, context),
                 output,
@@ -144,13 +147,16 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
                 cog=self.parameterAsBoolean(parameters, self.COG, context),
                 output_classes=classes,
             )
-        except OtbtfError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        result = self.run_job("modelserve", config_to_dict(config), feedback,
-                              outputs=[p for p in (output, classes) if p])
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        """Build the serving config and run it in the worker."""
+        config = self.build_config(parameters, context, feedback)
+        written = [path for path in (config.output, config.output_classes) if path]
+        result = self.run_job(self.NAME, config_to_dict(config), feedback, outputs=written)
         feedback.pushInfo(
             f"{result['width']}x{result['height']} pixels, {result['bands']} band(s) from "
             f"{', '.join(result['output_names'])}; {result['tiles']} tiles of "
             f"{result['tile_size'][0]}x{result['tile_size'][1]} ({result['skipped_tiles']} all nodata) in "
             f"{result['seconds']:.1f} s")
-        return {self.OUTPUT: output, self.OUTPUT_CLASSES: classes or None}
+        return {self.OUTPUT: config.output, self.OUTPUT_CLASSES: config.output_classes or None}

@@ -6,6 +6,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from otbtf_qgis import __version__
+from otbtf_qgis.processing.accuracyassessment import AccuracyAssessmentAlgorithm
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 from otbtf_qgis.processing.createenvironment import CreateEnvironmentAlgorithm
 from otbtf_qgis.processing.createtfrecords import CreateTFRecordsAlgorithm
@@ -15,8 +16,8 @@ from otbtf_qgis.processing.patchesextraction import PatchesExtractionAlgorithm
 from otbtf_qgis.processing.patchesselection import PatchesSelectionAlgorithm
 from otbtf_qgis.processing.receptivefield import ReceptiveFieldAlgorithm
 from otbtf_qgis.processing.resources import icon
+from otbtf_qgis.processing.runner import PYTHON_SETTING
 from otbtf_qgis.processing.trainmodel import TrainModelAlgorithm
-from otbtf_qgis.processing.worker import PYTHON_SETTING
 
 
 def algorithm_classes() -> list[type[OtbtfAlgorithm]]:
@@ -30,6 +31,7 @@ def algorithm_classes() -> list[type[OtbtfAlgorithm]]:
         TrainModelAlgorithm,
         ReceptiveFieldAlgorithm,
         ModelServeAlgorithm,
+        AccuracyAssessmentAlgorithm,
     ]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessingContext,
+    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -15,8 +16,8 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from otbtf_qgis.core.config import config_to_dict
-from otbtf_qgis.core.receptive_field_config import ReceptiveFieldConfig
+from otbtf_qgis.core.jobs.codec import config_to_dict
+from otbtf_qgis.core.jobs.configs.receptivefield import ReceptiveFieldConfig
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 
 
@@ -61,12 +62,19 @@ class ReceptiveFieldAlgorithm(OtbtfAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.RFIELD, self.tr("Recommended receptive field")))
         self.addOutput(QgsProcessingOutputNumber(self.EFIELD, self.tr("Recommended expression field")))
 
+    def build_config(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                     feedback: QgsProcessingFeedback | None) -> ReceptiveFieldConfig:
+        """The ``receptivefield`` job's config (see :meth:`OtbtfAlgorithm.build_config`)."""
+        model = self.parameterAsFile(parameters, self.MODEL, context)
+        if not model:
+            raise QgsProcessingException(f"{self.MODEL}: give the SavedModel folder.")
+        return ReceptiveFieldConfig(model=model, input_size=self.parameterAsInt(parameters, self.INPUT_SIZE, context))
+
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         """Run the ``receptivefield`` job in the worker; write the HTML report if asked."""
-        config = ReceptiveFieldConfig(model=self.parameterAsFile(parameters, self.MODEL, context),
-                                      input_size=self.parameterAsInt(parameters, self.INPUT_SIZE, context))
-        result = self.run_job("receptivefield", config_to_dict(config), feedback)
+        config = self.build_config(parameters, context, feedback)
+        result = self.run_job(self.NAME, config_to_dict(config), feedback)
         outputs: dict[str, Any] = {
             self.TABLE: result["table"],
             self.OUTPUT_NAME: result["output_name"],

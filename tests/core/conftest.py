@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,3 +67,41 @@ class CancelAfter(Reporter):
     def is_canceled(self) -> bool:
         self.calls -= 1
         return self.calls < 0
+
+
+# Small SavedModels, built once per session (see tests/core/saved_models.py).
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+def _build(model_dir: Path, name: str) -> tuple[Path, Any]:
+    from tests.core import saved_models  # TensorFlow: only for the tests that use these models
+
+    folder = model_dir / name
+    return folder, getattr(saved_models, f"{name}_model")(folder)
+
+
+@pytest.fixture(scope="session")
+def valid_model(model_dir):
+    return _build(model_dir, "valid")
+
+
+@pytest.fixture(scope="session")
+def unet_model(model_dir):
+    return _build(model_dir, "unet")
+
+
+@pytest.fixture(scope="session")
+def gain_model(model_dir):
+    return _build(model_dir, "gain")
+
+
+@pytest.fixture(scope="session")
+def two_resolution_model(model_dir):
+    return _build(model_dir, "two_resolution")
+
+
+@pytest.fixture(scope="session")
+def fixed_patch_model(model_dir):
+    return _build(model_dir, "fixed_patch")

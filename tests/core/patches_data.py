@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
-from otbtf_qgis.core.extraction import PatchesExtractionConfig, patches_extraction
-
-from ..vector_data import write_points
-from .conftest import encoded_values, make_raster
+from otbtf_qgis.core.data.patchesextraction import PatchesExtractionConfig, patches_extraction
+from tests.core.conftest import encoded_values, make_raster
+from tests.vector_data import write_points
 
 X0, Y0 = 500000.0, 4500000.0
 CLASSES = ["water", "crop", "tree"]

@@ -76,7 +76,7 @@ def write_patches_folder(folder: Path, images: np.ndarray, labels: np.ndarray | 
 
 def write_tfrecords_folder(folder: Path, samples: dict[str, np.ndarray], per_shard: int = 16) -> Path:
     """A TFRecords folder of the samples (dict key → ``(n, rows, cols, bands)``)."""
-    from otbtf_qgis.core.tfrecords import TFRecords
+    from otbtf_qgis.core.data.tfrecords import TFRecords
 
     n = len(next(iter(samples.values())))
     records = TFRecords(folder)

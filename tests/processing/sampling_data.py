@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, ogr
 
-from ..vector_data import rectangle, write_layer
+from tests.vector_data import rectangle, write_layer
 
 X0, Y0, SPACING = 500000.0, 4500000.0, 10.0
 

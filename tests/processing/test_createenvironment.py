@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import qgis_process, run_json
+from tests.processing.conftest import qgis_process, run_json
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -27,7 +27,7 @@ def test_without_tensorflow_the_check_fails_with_the_install_command(dev_profile
 @pytest.mark.slow
 def test_creates_environment_and_the_provider_uses_it(tmp_path: Path):
     profile = tmp_path / "profile"
-    from .conftest import ROOT
+    from tests.processing.conftest import ROOT
 
     enabled = qgis_process(["plugins", "enable", "otbtf_qgis"], profile, ROOT / "build" / "plugins")
     assert enabled.returncode == 0

@@ -1,20 +1,49 @@
-"""``otbtf:createtfrecords`` through the real qgis_process, from train and valid patches folders."""
+"""``otbtf:createtfrecords``: its parameters → job config (in process), and real runs through qgis_process."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .sampling_data import make_image, manifest
+import pytest
+from qgis.core import QgsProcessingContext, QgsProcessingException
+
+from otbtf_qgis.core.jobs.configs.createtfrecords import CreateTFRecordsConfig
+from tests.processing.conftest import algorithm, build_config
+from tests.processing.sampling_data import make_image, manifest
 
 
-def test_train_and_valid_folders_to_tfrecords(dev_profile, run_alg, tmp_path: Path):
+def test_config_defaults(qgis_app, tmp_path: Path):
+    config = build_config("createtfrecords", INPUT=[tmp_path / "train"], OUTPUT_DIR=tmp_path / "tfrecords")
+    assert config == CreateTFRecordsConfig(inputs=(str(tmp_path / "train"),), output_dir=str(tmp_path / "tfrecords"),
+                                           n_samples_per_shard=100, shuffle=True, seed=0, drop_remainder=False)
+    assert config == CreateTFRecordsConfig(inputs=(str(tmp_path / "train"),), output_dir=str(tmp_path / "tfrecords"))
+
+
+def test_config_every_value(qgis_app, tmp_path: Path):
+    inputs = [tmp_path / "train", tmp_path / "valid" / "manifest.json"]
+    config = build_config("createtfrecords", INPUT=inputs, N_SAMPLES_PER_SHARD=10, SHUFFLE=False, SEED=3,
+                          DROP_REMAINDER=True, OUTPUT_DIR=tmp_path / "tfrecords")
+    assert config == CreateTFRecordsConfig(inputs=tuple(str(p) for p in inputs), output_dir=str(tmp_path / "tfrecords"),
+                                           n_samples_per_shard=10, shuffle=False, seed=3, drop_remainder=True)
+
+
+def test_config_bad_values(qgis_app, tmp_path: Path):
+    with pytest.raises(QgsProcessingException, match=r"^INPUT: give at least one patches folder"):
+        build_config("createtfrecords", INPUT=[], OUTPUT_DIR=tmp_path / "tfrecords")
+    ok, message = algorithm("createtfrecords").checkParameterValues(
+        {"INPUT": [str(tmp_path)], "N_SAMPLES_PER_SHARD": 0, "OUTPUT_DIR": str(tmp_path / "out")},
+        QgsProcessingContext())
+    assert not ok and "N_SAMPLES_PER_SHARD" in message
+
+
+def test_train_and_valid_folders_to_tfrecords(dev_profile, run_alg, run_in_process, tmp_path: Path):
     image = make_image(tmp_path / "image.tif")
-    counts = run_alg("patchesselection", INPUT=image, PATCH_SIZE=8, STRATEGY="chessboard",
-                     OUTPUT_TRAIN=tmp_path / "train.gpkg", OUTPUT_VALID=tmp_path / "valid.gpkg")["results"]
+    counts = run_in_process("patchesselection", INPUT=image, PATCH_SIZE=8, STRATEGY="chessboard",
+                            OUTPUT_TRAIN=tmp_path / "train.gpkg", OUTPUT_VALID=tmp_path / "valid.gpkg")
     for name in ("train", "valid"):
-        run_alg("patchesextraction", SOURCES=image, PATCH_SIZES="8", POINTS=tmp_path / f"{name}.gpkg",
-                OUTPUT_DIR=tmp_path / "patches" / name)
+        run_in_process("patchesextraction", SOURCES=[image], PATCH_SIZES="8", POINTS=tmp_path / f"{name}.gpkg",
+                       OUTPUT_DIR=tmp_path / "patches" / name)
     result = run_alg("createtfrecords", INPUT=[tmp_path / "patches" / "train", tmp_path / "patches" / "valid"],
                      N_SAMPLES_PER_SHARD=10, OUTPUT_DIR=tmp_path / "tfrecords")["results"]
     # 10 x 8 positions minus the one holding the nodata corner, split on alternating cells.
@@ -40,8 +69,8 @@ def test_a_graphical_model_chains_extraction_into_tfrecords(dev_profile, qgis_ap
         QgsProcessingParameterRasterLayer,
     )
 
-    from ..vector_data import write_points
-    from .conftest import run_json
+    from tests.processing.conftest import run_json
+    from tests.vector_data import write_points
 
     model = QgsProcessingModelAlgorithm("chain", "tests")
     model.addModelParameter(QgsProcessingParameterRasterLayer("image", "image"), QgsProcessingModelParameter("image"))

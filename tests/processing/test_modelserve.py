@@ -1,4 +1,5 @@
-"""``otbtf:modelserve`` through the real qgis_process, on a synthetic raster and a small Keras model."""
+"""``otbtf:modelserve``: its parameters → serving config (in process), and real runs through qgis_process on a
+synthetic raster and a small Keras model."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from osgeo import gdal, osr
-from qgis.core import QgsApplication, QgsRasterLayer
+from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer
 
+from otbtf_qgis.core.jobs.configs.modelserve import ServeConfig, SourceConfig
 from otbtf_qgis.processing.provider import OtbtfProvider
-
-from .conftest import ROOT, qgis_process
+from tests.processing.conftest import ROOT, build_config, qgis_process
 
 # TensorFlow must not be imported in this (QGIS) process: the model and the reference
 # prediction are made by a separate Python.
@@ -22,7 +23,7 @@ BUILD = textwrap.dedent("""
     import sys
     from pathlib import Path
     import numpy as np
-    from tests.core.serving import models
+    from tests.core import saved_models as models
     folder = Path(sys.argv[1])
     model = models.valid_model(folder / "model")
     data = np.load(folder / "image.npy")
@@ -63,6 +64,66 @@ def test_modelserve_is_listed_with_its_parameters(qgis_app):
         QgsApplication.processingRegistry().removeProvider(provider)
 
 
+def test_config_defaults_come_from_the_model(qgis_app, layers_folder: Path, tmp_path: Path):
+    config = build_config("modelserve", SOURCES=[layers_folder / "image.tif"], MODEL=tmp_path / "model",
+                          OUTPUT=tmp_path / "out.tif")
+    assert config == ServeConfig(
+        sources=(SourceConfig(paths=(str(layers_folder / "image.tif"),), receptive_field=(), placeholder="",
+                              nodata=None, use_nodata=True),),
+        model=str(tmp_path / "model"), output=str(tmp_path / "out.tif"), output_names=(), expression_field=(),
+        fully_convolutional=True, spacing_scale=1.0, tile_size=0, background=0.0, user_placeholders=(),
+        output_type="float32", creation_options=(), cog=False, output_classes="")
+    assert config == ServeConfig(sources=(SourceConfig((str(layers_folder / "image.tif"),)),),
+                                 model=str(tmp_path / "model"), output=str(tmp_path / "out.tif"))
+
+
+def test_config_every_value(project_context, layers_folder: Path, tmp_path: Path):
+    config = build_config(
+        "modelserve", project_context, SOURCES=["image", "mask"], MODEL=tmp_path / "model", RFIELDS="64; 32x16",
+        PLACEHOLDERS="x1,x2", NODATA="0;none", OUTPUT_NAMES="a;\nb", EFIELD="32x16", FULLYCONV=False, SPCSCALE=2,
+        TILE_SIZE=128, BACKGROUND=-1, USER_PLACEHOLDERS="dropout=0.0, is_training=false", OUTPUT_TYPE=2,
+        CREATION_OPTIONS="COMPRESS=LZW;PREDICTOR=2", COG=True, OUTPUT=tmp_path / "out.tif",
+        OUTPUT_CLASSES=tmp_path / "classes.tif")
+    assert config == ServeConfig(
+        sources=(SourceConfig((str(layers_folder / "image.tif"),), (64, 64), "x1", 0.0, True),
+                 SourceConfig((str(layers_folder / "mask.tif"),), (32, 16), "x2", None, False)),
+        model=str(tmp_path / "model"), output=str(tmp_path / "out.tif"), output_names=("a", "b"),
+        expression_field=(32, 16), fully_convolutional=False, spacing_scale=2.0, tile_size=128, background=-1.0,
+        user_placeholders=("dropout=0.0", "is_training=false"), output_type="uint8",
+        creation_options=("COMPRESS=LZW", "PREDICTOR=2"), cog=True, output_classes=str(tmp_path / "classes.tif"))
+
+
+def test_config_one_value_for_every_source_and_empty_entries(qgis_app, layers_folder: Path, tmp_path: Path):
+    sources = [layers_folder / "image.tif", layers_folder / "mask.tif"]
+    config = build_config("modelserve", SOURCES=sources, MODEL=tmp_path, OUTPUT=tmp_path / "out.tif", RFIELDS="14",
+                          NODATA="-9999", PLACEHOLDERS=";x2")
+    assert [(s.receptive_field, s.nodata, s.use_nodata, s.placeholder) for s in config.sources] == [
+        ((14, 14), -9999.0, True, ""), ((14, 14), -9999.0, True, "x2")]
+    config = build_config("modelserve", SOURCES=sources, MODEL=tmp_path, OUTPUT=tmp_path / "out.tif", RFIELDS=";14",
+                          NODATA="none;")
+    assert [(s.receptive_field, s.nodata, s.use_nodata) for s in config.sources] == [
+        ((), None, False), ((14, 14), None, True)]
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"RFIELDS": "14;14"}, r"RFIELDS: '14;14' gives 2 value\(s\) for 1 source\(s\)"),
+    ({"RFIELDS": "14 14"}, "RFIELDS: '14 14' is not a size"),  # spaces do not separate
+    ({"PLACEHOLDERS": "x1;x2"}, r"PLACEHOLDERS: 'x1;x2' gives 2 value\(s\) for 1 source\(s\)"),
+    ({"NODATA": "auto"}, "NODATA: 'auto' is not a nodata value"),
+    ({"EFIELD": "abc"}, "EFIELD: 'abc' is not a size"),
+    ({"USER_PLACEHOLDERS": "dropout"}, "USER_PLACEHOLDERS: 'dropout' is not 'name=value'"),
+    ({"CREATION_OPTIONS": "COMPRESS LZW"}, "CREATION_OPTIONS: 'COMPRESS LZW' is not KEY=VALUE"),
+    ({"OUTPUT": "out.png"}, "OUTPUT: 'out.png' must be a GeoTIFF file"),
+    ({"OUTPUT_CLASSES": "classes.jpg"}, "OUTPUT_CLASSES: 'classes.jpg' must be a GeoTIFF file"),
+    ({"OUTPUT_CLASSES": "out.tif"}, "OUTPUT_CLASSES: the class map must be a different file from OUTPUT"),
+    ({"SOURCES": []}, "SOURCES: give at least one raster"),
+])
+def test_config_bad_values_name_the_parameter(qgis_app, layers_folder: Path, params, message):
+    params = {"SOURCES": [layers_folder / "image.tif"], "MODEL": "model", "OUTPUT": "out.tif", **params}
+    with pytest.raises(QgsProcessingException, match=f"^{message}"):
+        build_config("modelserve", **params)
+
+
 def test_modelserve_with_defaults_from_the_model(run_alg, served_case, tmp_path, qgis_app):
     output = tmp_path / "scores.tif"
     classes = tmp_path / "classes.tif"
@@ -92,7 +153,3 @@ def test_modelserve_bad_model_fails_clearly_without_output(dev_profile, served_c
     assert done.returncode != 0
     assert "MODEL: " in done.stdout + done.stderr and "is not a SavedModel" in done.stdout + done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_model"]
-    done = qgis_process(["run", "otbtf:modelserve", "--", f"SOURCES={served_case / 'image.tif'}",
-                         f"MODEL={served_case / 'model'}", "RFIELDS=14;14", f"OUTPUT={output}"], dev_profile)
-    assert done.returncode != 0 and "RFIELDS: 2 value(s) for 1 source(s)" in done.stdout + done.stderr
-    assert not output.exists()

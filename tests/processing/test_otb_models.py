@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from ..core.conftest import make_raster
-from .conftest import ROOT, qgis_process, run_json
+from tests.core.conftest import make_raster
+from tests.processing.conftest import ROOT, qgis_process, run_json
 
 pytestmark = pytest.mark.otb
 
@@ -26,7 +26,7 @@ GEOTRANSFORM = (345678.0, 1.5, 0.0, 5123456.0, 0.0, -1.5)
 BUILD = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from tests.core.serving import models
+    from tests.core import saved_models as models
     models.unet_model(Path(sys.argv[1]))
 """)
 
@@ -56,7 +56,7 @@ def test_the_model_chains_bandmathx_into_modelserve(qgis_app):
         "efield", "expression", "image", "model", "output_names", "rfield"]
 
 
-def test_the_model_runs_headless_and_gives_the_served_pixels(otb_otbtf_profile, tmp_path):
+def test_the_model_runs_headless_and_gives_the_served_pixels(otb_otbtf_profile, run_in_process, tmp_path):
     rng = np.random.default_rng(8)
     data = rng.integers(0, 600, size=(70, 90, 4)).astype(np.uint16)
     image = make_raster(tmp_path / "image.tif", data, geotransform=GEOTRANSFORM)
@@ -68,11 +68,10 @@ def test_the_model_runs_headless_and_gives_the_served_pixels(otb_otbtf_profile, 
                       otb_otbtf_profile)
 
     assert Path(result["results"]["serve:probabilities"]) == output
-    # the reference: the same preprocessing by numpy, served by otbtf:modelserve alone
+    # the reference: the same preprocessing by numpy, served by otbtf:modelserve alone (in this process)
     tripled = make_raster(tmp_path / "tripled.tif", data.astype(np.float32) * 3, geotransform=GEOTRANSFORM)
     reference = tmp_path / "reference.tif"
-    run_json(["run", "otbtf:modelserve", "--", f"SOURCES={tripled}", f"MODEL={tmp_path / 'model'}",
-              f"OUTPUT={reference}"], otb_otbtf_profile)
+    run_in_process("modelserve", SOURCES=[tripled], MODEL=tmp_path / "model", OUTPUT=reference)
     served, expected = gdal.Open(str(output)), gdal.Open(str(reference))
     # rf 32, ef 16: 90 - 32 + 16 = 74 -> 64 columns, 70 - 16 = 54 -> 48 rows, from input pixel 8
     assert (served.RasterXSize, served.RasterYSize, served.RasterCount) == (64, 48, 2)

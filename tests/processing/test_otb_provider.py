@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from .conftest import ROOT, qgis_process, run_json
+from tests.processing.conftest import ROOT, qgis_process, run_json
 
 pytestmark = pytest.mark.otb
 

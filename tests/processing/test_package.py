@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .conftest import ROOT, qgis_process
+from tests.processing.conftest import ROOT, qgis_process
 
 
 def build_zip(tmp_path: Path) -> Path:
@@ -23,7 +23,7 @@ def test_zip_layout(tmp_path: Path):
     names = zipfile.ZipFile(build_zip(tmp_path)).namelist()
     assert {n.split("/")[0] for n in names} == {"otbtf_qgis"}
     for required in ("otbtf_qgis/metadata.txt", "otbtf_qgis/LICENSE", "otbtf_qgis/__init__.py",
-                     "otbtf_qgis/resources/icons/otbtf.svg", "otbtf_qgis/core/worker.py",
+                     "otbtf_qgis/resources/icons/otbtf.svg", "otbtf_qgis/core/jobs/worker.py",
                      "otbtf_qgis/processing/provider.py"):
         assert required in names
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback
 
-from otbtf_qgis.processing import worker as worker_module
+from otbtf_qgis.processing import runner as worker_module
 from otbtf_qgis.processing.provider import OtbtfProvider
-from otbtf_qgis.processing.worker import worker_python
+from otbtf_qgis.processing.runner import worker_python
 
 
 @pytest.fixture
@@ -27,8 +27,9 @@ def test_provider_identity_and_algorithms(provider):
     assert not provider.icon().isNull()
     ids = sorted(alg.id() for alg in provider.algorithms())
     # The ids the README documents; they are stable (models and scripts name them).
-    assert ids == ["otbtf:createenvironment", "otbtf:createtfrecords", "otbtf:environmentinfo", "otbtf:modelserve",
-                   "otbtf:patchesextraction", "otbtf:patchesselection", "otbtf:receptivefield", "otbtf:trainmodel"]
+    assert ids == ["otbtf:accuracyassessment", "otbtf:createenvironment", "otbtf:createtfrecords",
+                   "otbtf:environmentinfo", "otbtf:modelserve", "otbtf:patchesextraction", "otbtf:patchesselection",
+                   "otbtf:receptivefield", "otbtf:trainmodel"]
     for alg in provider.algorithms():
         assert alg.name() == alg.name().lower() and alg.groupId() == alg.groupId().lower()
         assert alg.shortHelpString() and not alg.icon().isNull()
@@ -91,8 +92,8 @@ def test_class_map_style_loads_paletted_with_class_names(qgis_app, tmp_path: Pat
     import numpy as np
     from qgis.core import QgsRasterLayer
 
-    from otbtf_qgis.core.raster import GeoTiffWriter
-    from otbtf_qgis.core.windows import Window
+    from otbtf_qgis.core.io.raster import GeoTiffWriter
+    from otbtf_qgis.core.io.windows import Window
 
     path = tmp_path / "classes.tif"
     with GeoTiffWriter(path, 4, 4, 1, np.uint8, (0, 1, 0, 0, 0, -1)) as writer:

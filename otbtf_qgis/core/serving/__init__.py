@@ -1,37 +1,28 @@
-"""Serving: apply a SavedModel over whole rasters, tile by tile, cropped (``otbtf:modelserve``).
+"""Serving: a SavedModel applied over whole rasters, tile by tile, cropped (``otbtf:modelserve``).
 
-- :mod:`~otbtf_qgis.core.serving.config` — :class:`ServeConfig`, :class:`SourceConfig` (no TensorFlow).
-- :mod:`~otbtf_qgis.core.serving.geometry` — receptive/expression fields, output grid, input windows.
-- :mod:`~otbtf_qgis.core.serving.model` — SavedModel loading and signature inspection.
-- :mod:`~otbtf_qgis.core.serving.engine` — the streaming pipeline: :func:`serve`, :func:`serve_region`.
+- :mod:`~otbtf_qgis.core.serving.geometry` — receptive/expression fields, output grid,
+  input windows, tile sizes (pure functions);
+- :mod:`~otbtf_qgis.core.serving.plan` — a config resolved against its rasters and model;
+- :mod:`~otbtf_qgis.core.serving.stream` — the reader, model and writer threads over the tiles;
+- :mod:`~otbtf_qgis.core.serving.output` — output writers, class palettes, region mosaics;
+- :mod:`~otbtf_qgis.core.serving.modelserve` — the job: :func:`serve`, :func:`serve_region`.
 
-This package imports neither TensorFlow nor the engine at import time, so Processing can
-use its config.
+The config, :class:`ServeConfig`, lives with the other job configs
+(:mod:`otbtf_qgis.core.jobs.configs.modelserve`) and is re-exported here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from otbtf_qgis.core.lazy import lazy_exports
 
-from otbtf_qgis.core.serving.config import ServeConfig, SourceConfig
-
-if TYPE_CHECKING:
-    from otbtf_qgis.core.progress import Reporter
-    from otbtf_qgis.core.windows import Window
-
-__all__ = ["ServeConfig", "SourceConfig", "serve", "serve_region"]
-
-
-def serve(config: ServeConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Serve the whole output grid into ``config.output`` (see :func:`otbtf_qgis.core.serving.engine.serve`)."""
-    from otbtf_qgis.core.serving.engine import serve as serve_all
-
-    return serve_all(config, reporter)
-
-
-def serve_region(config: ServeConfig, window: Window, output: str, reporter: Reporter | None = None,
-                 output_classes: str = "") -> dict[str, Any]:
-    """Serve one region of the output grid into ``output`` (see :func:`otbtf_qgis.core.serving.engine.serve_region`)."""
-    from otbtf_qgis.core.serving.engine import serve_region as serve_one
-
-    return serve_one(config, window, output, reporter, output_classes)
+_EXPORTS = {
+    "ServeConfig": "otbtf_qgis.core.jobs.configs.modelserve",
+    "SourceConfig": "otbtf_qgis.core.jobs.configs.modelserve",
+    "prepare": "otbtf_qgis.core.serving.plan",
+    "ServingPlan": "otbtf_qgis.core.serving.plan",
+    "serve": "otbtf_qgis.core.serving.modelserve",
+    "serve_region": "otbtf_qgis.core.serving.modelserve",
+    "write_mosaic_vrt": "otbtf_qgis.core.serving.output",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

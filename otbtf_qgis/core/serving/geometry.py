@@ -8,7 +8,7 @@ Receptive and expression fields
     A model maps an input window of ``rf`` pixels (its receptive field) to ``ef`` output
     pixels (its expression field). For a cropped output ``_cropC`` computed on an input
     of ``rf`` pixels: ``ef = rf − 2·C`` (OTBTF's FCNN: ``_crop16`` on 64 pixels has ef 32;
-    :mod:`otbtf_qgis.core.receptive_field` derives these from a model's graph).
+    :mod:`otbtf_qgis.core.models.receptive_field` derives these from a model's graph).
 
 Reference grid
     Positions are measured in pixels of the first source (the *reference*). Source ``i``
@@ -63,7 +63,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from otbtf_qgis.core.windows import Window, round_up
+from otbtf_qgis.core.io.windows import Window, round_up
 
 Rational = int | Fraction
 

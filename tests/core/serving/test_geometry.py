@@ -12,6 +12,7 @@ from fractions import Fraction
 
 import pytest
 
+from otbtf_qgis.core.io.windows import Window
 from otbtf_qgis.core.serving.geometry import (
     AxisGrid,
     ServingGeometry,
@@ -26,7 +27,6 @@ from otbtf_qgis.core.serving.geometry import (
     rational,
     shrunk_extent,
 )
-from otbtf_qgis.core.windows import Window
 
 # ------------------------------------------------------------------ OTBTF, re-enacted
 

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from otbtf_qgis.core.errors import DependencyError, InputError
+from otbtf_qgis.core.jobs.environment import DEFAULT_REQUIREMENTS, create_worker_environment, probe_python, venv_python
+from otbtf_qgis.core.progress import Reporter
+
+ROOT = Path(__file__).resolve().parents[3]
+SYSTEM_PYTHON = "/usr/bin/python3"
+needs_system_python = pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="needs the system Python")
+
+
+class Collect(Reporter):
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.messages: list[str] = []
+
+    def progress(self, fraction: float) -> None:
+        self.values.append(fraction)
+
+    def info(self, message: str) -> None:
+        self.messages.append(message)
+
+
+@needs_system_python
+def test_creates_a_venv_that_sees_gdal_and_reuses_it(tmp_path: Path):
+    target = tmp_path / "env"
+    reporter = Collect()
+    result = create_worker_environment(target, SYSTEM_PYTHON, requirements=[], verify=False, reporter=reporter)
+    python = venv_python(target)
+    assert result == {"python": str(python), "tensorflow": None}
+    check = subprocess.run([str(python), "-c", "import sys, osgeo; print(sys.prefix)"], capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.strip() == str(target)
+    assert reporter.values[-1] == 1.0 and any("Creating the virtual environment" in m for m in reporter.messages)
+    marker = target / "marker"
+    marker.write_text("kept")
+    create_worker_environment(target, SYSTEM_PYTHON, requirements=[], verify=False)
+    assert marker.read_text() == "kept"
+
+
+@needs_system_python
+def test_verification_reports_missing_tensorflow_with_install_command(tmp_path: Path):
+    target = tmp_path / "env"
+    if subprocess.run([SYSTEM_PYTHON, "-c", "import tensorflow"], capture_output=True).returncode == 0:
+        pytest.skip("the system Python has TensorFlow")
+    with pytest.raises(DependencyError, match=r"env/bin/python -m pip install tensorflow-cpu==2\.21\.0"):
+        create_worker_environment(target, SYSTEM_PYTHON, requirements=[], verify=True)
+
+
+@needs_system_python
+def test_pip_failure_is_reported_with_its_output(tmp_path: Path):
+    with pytest.raises(DependencyError, match=r"pip failed to install \./no-such-wheel\.whl") as info:
+        create_worker_environment(tmp_path / "env", SYSTEM_PYTHON, requirements=["./no-such-wheel.whl"],
+                                  verify=False)
+    assert info.value.parameter == "PACKAGES"
+
+
+@needs_system_python
+def test_bad_targets_and_interpreters(tmp_path: Path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not empty and is not a virtual environment") as info:
+        create_worker_environment(busy, SYSTEM_PYTHON, requirements=[], verify=False)
+    assert info.value.parameter == "OUTPUT_FOLDER"
+    with pytest.raises(InputError, match="cannot run"):
+        probe_python(str(tmp_path / "python42"))
+    assert probe_python(SYSTEM_PYTHON)["osgeo"] is True
+
+
+SUITABLE = {"version": [3, 11, 2], "osgeo": True, "venv": True, "ensurepip": True}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake interpreter is a shell script")
+@pytest.mark.parametrize("probe,message", [
+    ({"version": [3, 9, 18]}, r"is Python 3\.9\.18; the worker needs Python 3\.10 or newer\.$"),
+    ({"venv": False}, r"cannot create virtual environments \(no venv/ensurepip\)\. On Debian or Ubuntu: "
+                      r"sudo apt-get install python3-venv$"),
+    ({"ensurepip": False}, r"cannot create virtual environments \(no venv/ensurepip\)"),
+    ({"osgeo": False}, r"has no GDAL Python bindings \(osgeo\)\. On Debian or Ubuntu: "
+                       r"sudo apt-get install python3-gdal$"),
+])
+def test_probe_refuses_unsuitable_interpreters(tmp_path: Path, probe: dict, message: str):
+    fake = tmp_path / "python3"
+    fake.write_text(f"#!/bin/sh\necho '{json.dumps({**SUITABLE, **probe})}'\n")
+    fake.chmod(0o755)
+    with pytest.raises(InputError, match=f"^PYTHON: '{re.escape(str(fake))}' {message}") as info:
+        probe_python(str(fake))
+    assert info.value.parameter == "PYTHON"
+    fake.write_text(f"#!/bin/sh\necho '{json.dumps(SUITABLE)}'\n")
+    assert probe_python(str(fake)) == SUITABLE
+
+
+@pytest.mark.slow
+@needs_system_python
+def test_full_environment_with_tensorflow(tmp_path: Path):
+    result = create_worker_environment(tmp_path / "env", SYSTEM_PYTHON)
+    assert result["tensorflow"].startswith("2.21") and result["numpy"] == "1.26.4"
+
+
+def test_the_worker_pins_are_those_of_requirements_txt_and_the_readme():
+    lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    pins = [line.split("#")[0].strip() for line in lines]
+    assert sorted(p for p in pins if p) == sorted(DEFAULT_REQUIREMENTS)
+    assert f"pip install {' '.join(DEFAULT_REQUIREMENTS)}" in (ROOT / "README.md").read_text(encoding="utf-8")
