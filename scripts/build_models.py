@@ -1,9 +1,10 @@
 """Build the graphical models shipped in ``resources/models`` (run with QGIS's Python).
 
-``otbtf_workflow.model3`` chains the whole workflow: sample positions inside labelled
-polygons (with a label raster) → patches of the image and the labels for the training
-and validation points → TFRecords → training of the FCNN → serving over the image, giving
-a probability raster and a class map. ``otb_bandmath_serve.model3`` preprocesses the
+``otbtf_workflow.model3`` chains the whole workflow: split labelled polygons into train,
+valid and test sets by whole polygons and sample positions inside them (with a label
+raster per set) → patches of the image and the labels → TFRecords → training of the FCNN
+→ serving over the image (a probability raster and a class map) → accuracy assessment of
+the map on the test polygons (a confusion matrix and a report). ``otb_bandmath_serve.model3`` preprocesses the
 image with OTB (``otb:BandMathX``, QGIS's OTB provider) and serves a SavedModel on the
 result (``otbtf:modelserve``). The files are generated, so that they always match the
 algorithms' parameters; ``tests/processing/test_demo.py``
@@ -83,39 +84,56 @@ def child(model: QgsProcessingModelAlgorithm, child_id: str, algorithm: str, x: 
     model.addChildAlgorithm(step)
 
 
+#: The workflow model's optional inputs: name → (description, default, minimum). A headless
+#: ``qgis_process run`` of QGIS 3.22 does not apply a model input's default, so the children
+#: read them through ``coalesce(@name, default)``: a run with only the required inputs works.
+WORKFLOW_OPTIONS = {
+    "patch_size": ("Patch size (pixels, a multiple of 16)", 32, 16),
+    "step": ("Sampling step inside the polygons (pixels)", 2, 1),
+    "max_per_class": ("Most positions per class and set (0: all)", 2000, 0),
+    "epochs": ("Epochs", 12, 1),
+}
+
+
+def option(name: str) -> list[QgsProcessingModelChildParameterSource]:
+    """The value of an optional workflow input, or its default when the run leaves it out."""
+    return [Source.fromExpression(f"coalesce(@{name}, {WORKFLOW_OPTIONS[name][1]})")]
+
+
 def workflow_model() -> QgsProcessingModelAlgorithm:
-    """The selection → extraction → TFRecords → training → serving chain."""
+    """Selection by whole polygons → extraction → TFRecords → training → serving → accuracy assessment."""
     model = QgsProcessingModelAlgorithm("OTBTF workflow", "otbtf")
     model.setHelpContent({"ALG_DESC": (
-        "The whole OTBTF workflow on one image and labelled polygons: positions inside the polygons, patches of the "
-        "image and of a label raster made from the polygons (unlabelled pixels are ignored in training), TFRecords, "
-        "training of the FCNN, and tile-by-tile cropped inference over the image.")})
+        "The whole OTBTF workflow on one image and labelled polygons, with an honest accuracy: the polygons are "
+        "split into train, valid and test sets by whole polygons (70/15/15 %, stratified per class), positions are "
+        "sampled inside them, patches of the image and of each set's label raster (unlabelled pixels are ignored) "
+        "become TFRecords, the FCNN is trained with flips, turns and MIX (the epoch of the best validation loss is "
+        "kept), the model is served tile by tile over the image, and the class map is assessed on the test "
+        "polygons only: a confusion matrix (CSV) and an HTML report with overall accuracy and its interval, kappa, "
+        "per-class accuracies and area estimates.")})
     parameter(model, QgsProcessingParameterRasterLayer("image", "Image"), 20, 20)
     parameter(model, QgsProcessingParameterFeatureSource("polygons", "Labelled polygons",
                                                          [QgsProcessing.TypeVectorPolygon]), 20, 90)
     parameter(model, QgsProcessingParameterField("class_field", "Class field", parentLayerParameterName="polygons"),
               20, 160)
-    parameter(model, QgsProcessingParameterNumber("patch_size", "Patch size", QgsProcessingParameterNumber.Integer,
-                                                  64, minValue=16), 20, 230)
-    parameter(model, QgsProcessingParameterNumber("step", "Sampling step (pixels)",
-                                                  QgsProcessingParameterNumber.Integer, 2, minValue=1), 20, 300)
-    parameter(model, QgsProcessingParameterNumber("epochs", "Epochs", QgsProcessingParameterNumber.Integer, 40,
-                                                  minValue=1), 20, 370)
+    for row, (name, (description, default, minimum)) in enumerate(WORKFLOW_OPTIONS.items()):
+        parameter(model, QgsProcessingParameterNumber(name, description, QgsProcessingParameterNumber.Integer,
+                                                      default, optional=True, minValue=minimum), 20, 230 + 70 * row)
     image = [Source.fromModelParameter("image")]
-    patch_size = [Source.fromModelParameter("patch_size")]
+    class_field = [Source.fromModelParameter("class_field")]
     child(model, "select_positions", "otbtf:patchesselection", 300, 60, {
-        "INPUT": image, "POLYGONS": [Source.fromModelParameter("polygons")],
-        "CLASS_FIELD": [Source.fromModelParameter("class_field")], "PATCH_SIZE": patch_size,
-        "STEP": [Source.fromModelParameter("step")], "STRATEGY": [Source.fromStaticValue("split")],
-        "TRAIN_PROPORTION": [Source.fromStaticValue(0.75)], "VALID_PROPORTION": [Source.fromStaticValue(0.25)],
-        "TEST_PROPORTION": [Source.fromStaticValue(0.0)], "SEED": [Source.fromStaticValue(42)],
+        "INPUT": image, "POLYGONS": [Source.fromModelParameter("polygons")], "CLASS_FIELD": class_field,
+        "PATCH_SIZE": option("patch_size"), "STEP": option("step"), "STRATEGY": [Source.fromStaticValue("polygons")],
+        "MAX_PER_CLASS": option("max_per_class"), "TRAIN_PROPORTION": [Source.fromStaticValue(0.7)],
+        "VALID_PROPORTION": [Source.fromStaticValue(0.15)], "TEST_PROPORTION": [Source.fromStaticValue(0.15)],
+        "SEED": [Source.fromStaticValue(42)],
     })
-    for row, split in enumerate(("train", "valid")):
-        points = "OUTPUT_TRAIN" if split == "train" else "OUTPUT_VALID"
+    sets = {"train": ("OUTPUT_TRAIN", "OUTPUT_LABELS"), "valid": ("OUTPUT_VALID", "OUTPUT_VALID_LABELS"),
+            "test": ("OUTPUT_TEST", "OUTPUT_TEST_LABELS")}
+    for row, (split, (points, labels)) in enumerate(sets.items()):
         child(model, f"extract_{split}", "otbtf:patchesextraction", 560, 20 + 140 * row, {
-            "SOURCES": [Source.fromModelParameter("image"),
-                        Source.fromChildOutput("select_positions", "OUTPUT_LABELS")],
-            "SOURCE_NAMES": [Source.fromStaticValue("xs,labels")], "PATCH_SIZES": patch_size,
+            "SOURCES": [Source.fromModelParameter("image"), Source.fromChildOutput("select_positions", labels)],
+            "SOURCE_NAMES": [Source.fromStaticValue("xs,labels")], "PATCH_SIZES": option("patch_size"),
             "POINTS": [Source.fromChildOutput("select_positions", points)],
         })
         child(model, f"tfrecords_{split}", "otbtf:createtfrecords", 820, 20 + 140 * row, {
@@ -124,13 +142,20 @@ def workflow_model() -> QgsProcessingModelAlgorithm:
     child(model, "train_fcnn", "otbtf:trainmodel", 1080, 80, {
         "TRAIN_DATA": [Source.fromChildOutput("tfrecords_train", "OUTPUT_DIR")],
         "VALID_DATA": [Source.fromChildOutput("tfrecords_valid", "OUTPUT_DIR")],
-        "EPOCHS": [Source.fromModelParameter("epochs")], "BATCH_SIZE": [Source.fromStaticValue(8)],
+        "TEST_DATA": [Source.fromChildOutput("tfrecords_test", "OUTPUT_DIR")],
+        "EPOCHS": option("epochs"), "BATCH_SIZE": [Source.fromStaticValue(16)],
         "LEARNING_RATE": [Source.fromStaticValue(0.001)], "SEED": [Source.fromStaticValue(42)],
-        "AUGMENT": [Source.fromStaticValue(True)],
+        "AUGMENT": [Source.fromStaticValue(True)], "MIX": [Source.fromStaticValue(True)],
     }, {"model": ("OUTPUT_MODEL", "Trained model (SavedModel folder)")})
     child(model, "serve", "otbtf:modelserve", 1340, 80, {
         "SOURCES": image, "MODEL": [Source.fromChildOutput("train_fcnn", "OUTPUT_MODEL")],
     }, {"probabilities": ("OUTPUT", "Class probabilities"), "classes": ("OUTPUT_CLASSES", "Class map")})
+    child(model, "assess", "otbtf:accuracyassessment", 1600, 80, {
+        "INPUT": [Source.fromChildOutput("serve", "OUTPUT_CLASSES")],
+        "REFERENCE": [Source.fromChildOutput("select_positions", "OUTPUT_POLYGONS")], "CLASS_FIELD": class_field,
+        "SPLIT_FIELD": [Source.fromStaticValue("split")], "SPLIT_VALUE": [Source.fromStaticValue("test")],
+    }, {"matrix": ("OUTPUT_MATRIX", "Confusion matrix on the test polygons"),
+        "report": ("OUTPUT_REPORT", "Accuracy report on the test polygons")})
     return model
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the Processing side: an isolated QGIS profile and the real qgis_process."""
+"""Fixtures for the Processing side: an isolated QGIS profile, the real qgis_process, and in-process helpers."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ WRAPPER = ROOT / "scripts" / "qgis_process"
 
 
 def qgis_process(args: Sequence[str], profile: Path, plugins: Path | None = None, timeout: float = 600,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the repository's qgis_process wrapper with an isolated profile."""
+                 env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the repository's qgis_process wrapper with an isolated profile (in ``cwd``, default the current folder)."""
     full_env = dict(os.environ)
     full_env["OTBTF_QGIS_PROFILE"] = str(profile)
     full_env.setdefault("OTBTF_QGIS_PYTHON", sys.executable)
@@ -26,7 +26,8 @@ def qgis_process(args: Sequence[str], profile: Path, plugins: Path | None = None
         full_env["OTBTF_QGIS_PLUGINPATH"] = str(plugins)
     if env:
         full_env.update(env)
-    return subprocess.run([str(WRAPPER), *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run([str(WRAPPER), *args], capture_output=True, text=True, timeout=timeout, env=full_env,
+                          cwd=cwd)
 
 
 def run_json(args: Sequence[str], profile: Path, **kwargs: Any) -> dict[str, Any]:
@@ -85,3 +86,89 @@ def trained_model(training_folders: dict[str, Path], dev_profile: Path) -> tuple
                        f"VALID_DATA={training_folders['valid']}", "EPOCHS=2", "BATCH_SIZE=8",
                        "LEARNING_RATE=0.01", "SEED=1", f"OUTPUT_MODEL={output}"], dev_profile)
     return output, result
+
+
+# In-process helpers: the algorithms inside this test session's QgsApplication (pytest-qgis).
+# Tests of parameter handling build the job config without running anything; chains that
+# only need inputs for the step under test run the algorithms here, without qgis_process's
+# start-up (the worker still runs each job).
+
+
+def algorithm(name: str) -> Any:
+    """A fresh ``otbtf:<name>`` algorithm, its parameters declared (``initAlgorithm``)."""
+    from otbtf_qgis.processing.provider import algorithm_classes
+
+    for cls in algorithm_classes():
+        if cls.NAME == name:
+            instance = cls()
+            instance.initAlgorithm()
+            return instance
+    raise KeyError(name)
+
+
+def as_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Paths to text, lists of paths to lists of text: parameter values as QGIS receives them."""
+    return {key: [str(v) for v in value] if isinstance(value, (list, tuple)) else
+            str(value) if isinstance(value, Path) else value for key, value in params.items()}
+
+
+def build_config(name: str, context: Any = None, **params: Any) -> Any:
+    """The job config ``otbtf:<name>`` builds from ``params`` (a fresh context without project by default)."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    return algorithm(name).build_config(as_parameters(params), context or QgsProcessingContext(),
+                                        QgsProcessingFeedback())
+
+
+@pytest.fixture(scope="session")
+def layers_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small fixture files: image.tif (80x64, 3 bands), mask.tif, polygons.gpkg (field landcover), points.gpkg."""
+    from tests.processing.sampling_data import make_image, make_polygons
+    from tests.vector_data import write_points
+
+    folder = tmp_path_factory.mktemp("layers")
+    make_image(folder / "image.tif")
+    make_image(folder / "mask.tif", bands=1)
+    make_polygons(folder / "polygons.gpkg")
+    write_points(folder / "points.gpkg", [(500205.0, 4499795.0), (500405.0, 4499595.0)],
+                 fields={"landcover": ["crop", "water"]})
+    return folder
+
+
+@pytest.fixture
+def project_context(qgis_app: Any, layers_folder: Path) -> Any:
+    """A processing context whose project holds the fixture files as layers named image, mask, polygons, points."""
+    from qgis.core import QgsProcessingContext, QgsProject, QgsRasterLayer, QgsVectorLayer
+
+    project = QgsProject()
+    layers = [QgsRasterLayer(str(layers_folder / "image.tif"), "image"),
+              QgsRasterLayer(str(layers_folder / "mask.tif"), "mask"),
+              QgsVectorLayer(str(layers_folder / "polygons.gpkg"), "polygons", "ogr"),
+              QgsVectorLayer(str(layers_folder / "points.gpkg"), "points", "ogr")]
+    assert all(layer.isValid() for layer in layers)
+    project.addMapLayers(layers)
+    context = QgsProcessingContext()
+    context.setProject(project)
+    context.test_project = project  # keep the project alive as long as the context
+    yield context
+    project.clear()
+
+
+@pytest.fixture
+def run_in_process(qgis_app: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, Any]]:
+    """Run ``otbtf:<name>`` in this process (its job in the worker); return its outputs or raise its error."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    monkeypatch.setenv("OTBTF_QGIS_PYTHON", os.environ.get("OTBTF_QGIS_PYTHON") or sys.executable)
+
+    def run(name: str, **params: Any) -> dict[str, Any]:
+        alg = algorithm(name)
+        parameters = as_parameters(params)
+        context = QgsProcessingContext()
+        ok, message = alg.checkParameterValues(parameters, context)
+        assert ok, message
+        results, ok = alg.run(parameters, context, QgsProcessingFeedback(), {}, False)
+        assert ok
+        return dict(results)
+
+    return run
