@@ -117,7 +117,10 @@ def to_output_type(data: npt.NDArray[Any], output_type: str) -> npt.NDArray[Any]
     if output_type not in SCALED_TYPES:
         return cast_output(data, np.dtype(output_type))
     stored, factor, nodata = SCALED_TYPES[output_type]
-    scaled: npt.NDArray[Any] = np.clip(np.rint(data.astype(np.float32) * factor), 0, nodata - 1)
+    # In place on one float32 copy: the writer thread shares the cores with the model.
+    scaled: npt.NDArray[Any] = np.multiply(data, np.float32(factor), dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, nodata - 1, out=scaled)
     return scaled.astype(stored)
 
 
