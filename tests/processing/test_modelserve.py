@@ -291,3 +291,46 @@ def test_temporary_outputs_are_named_after_the_model_and_its_outputs(qgis_app, s
     assert [(d.name, d.forceName) for d in details.values()] == [("model: classes", True)]
     classes = gdal.Open(results["OUTPUT_CLASSES"]).ReadAsArray()
     assert (classes == 255).any() and (classes < 3).any()  # the mask covers part of the grid
+
+
+def test_class_map_only_inside_a_mask_and_an_extent_through_qgis_process(run_alg, served_case, tmp_path):
+    # the extent in WGS 84 around output columns [10, 50) and rows [4, 28) of the grid (5 m pixels from
+    # (300015, 4999985)); the mask keeps the left half of it
+    utm, wgs84 = osr.SpatialReference(), osr.SpatialReference()
+    utm.ImportFromEPSG(32631)
+    wgs84.ImportFromEPSG(4326)
+    wgs84.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    to_wgs84 = osr.CoordinateTransformation(utm, wgs84)
+    lon0, lat0, _ = to_wgs84.TransformPoint(300015 + 5 * 10.2, 4999985 - 5 * 27.8)
+    lon1, lat1, _ = to_wgs84.TransformPoint(300015 + 5 * 49.8, 4999985 - 5 * 4.2)
+    mask = tmp_path / "mask.gpkg"
+    dataset = ogr.GetDriverByName("GPKG").CreateDataSource(str(mask))
+    layer = dataset.CreateLayer("fields", utm, ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt("POLYGON ((300000 5000000, 300165 5000000, 300165 4999000, "
+                                                  "300000 4999000, 300000 5000000))"))
+    layer.CreateFeature(feature)
+    dataset = None
+    classes = tmp_path / "classes.tif"
+    result = run_alg("modelserve", SOURCES=str(served_case / "image.tif"), MODEL=str(served_case / "model"),
+                     TILE_SIZE=16, OUTPUT_CLASSES=str(classes), MASK=f"{mask}|layername=fields",
+                     EXTENT=f"{lon0!r},{lon1!r},{lat0!r},{lat1!r} [EPSG:4326]")
+    assert result["results"]["OUTPUT_CLASSES"] == str(classes) and not result["results"].get("OUTPUT")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.qml", "classes.tif", "classes.tif.aux.xml",
+                                                          "mask.gpkg"]
+    out = gdal.Open(str(classes))
+    # the extent reprojected to UTM (the bounding box of the WGS 84 rectangle: a little larger, the grids are
+    # rotated by ~1.4 degrees there) snapped outward to whole pixels of the grid: columns [10, 50), rows [4, 28)
+    # and at most 3 more pixels on a side, on the grid's phase
+    x0, dx, _, y0, _, dy = out.GetGeoTransform()
+    col, row = (x0 - 300015) / 5, (4999985 - y0) / 5
+    assert (dx, dy) == (5.0, -5.0) and col.is_integer() and row.is_integer()
+    col, row = int(col), int(row)
+    width, height = out.RasterXSize, out.RasterYSize
+    assert 7 <= col <= 10 and 1 <= row <= 4 and 50 <= col + width <= 53 and 28 <= row + height <= 31
+    expected = np.argmax(np.load(served_case / "expected.npy")[row:row + height, col:col + width], axis=2)
+    values = out.ReadAsArray()
+    # the mask ends at x = 300165, the left edge of grid column 30
+    inside = 30 - col
+    np.testing.assert_array_equal(values[:, :inside], expected[:, :inside])
+    assert (values[:, inside:] == 255).all() and out.GetRasterBand(1).GetNoDataValue() == 255
