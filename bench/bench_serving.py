@@ -45,7 +45,7 @@ TILE_SIZES = (64, 256, 0)
 CLASS_NAMES = ("water", "crop", "tree", "developed")
 CLASS_BANDS = 3
 CLASS_SIZE = 8192
-CLASS_REPEATS = 3
+CLASS_REPEATS = 5
 
 
 # ----------------------------------------------------------------------------- data

@@ -36,6 +36,7 @@ from otbtf_qgis.core.models.saved_model import (
     TensorInfo,
     TileFunction,
     concurrent_tiles,
+    gpu_devices,
     parse_constant,
 )
 from otbtf_qgis.core.progress import NullReporter, Reporter
@@ -118,7 +119,9 @@ class ServingPlan:
         self.uses_nodata = any(s.nodata is not None for s in sources)
         self.mask = ServingMask(config.mask, self.crs_wkt) if config.mask else None
         self.extent_window = self._extent_window()
-        self.workers = concurrent_tiles()
+        # One model worker per GPU, each on its own; without GPU, as many as the CPU threads were split for.
+        self.devices: list[str] = gpu_devices()
+        self.workers = len(self.devices) or concurrent_tiles()
         self.function: TileFunction = self._trace()
         self.output_bands: list[int] = self._probe_output_bands()
         self.scratch: ScratchRasters | None = None

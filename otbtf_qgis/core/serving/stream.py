@@ -12,7 +12,8 @@ GIL):
   (OTBTF skips a tile whose input is entirely nodata; such tiles are skipped here too,
   and so are tiles whose pixels all fall on nodata or outside the MASK). There are two when
   TensorFlow's threads were split between two concurrent tiles
-  (:func:`~otbtf_qgis.core.models.saved_model.configure_threads`, done by the worker), else one;
+  (:func:`~otbtf_qgis.core.models.saved_model.configure_threads`, done by the worker), else
+  one; with GPUs, one per GPU, each running the model on its GPU;
 - a writer thread crops, casts and writes the tiles (and the class map), the nodata
   pixels (and those outside the MASK) set to BACKGROUND (the output's nodata), flushing
   whole blocks as it goes.
@@ -41,6 +42,7 @@ from osgeo import gdal
 
 from otbtf_qgis.core.io.raster import GeoTiffWriter, nodata_mask, open_raster, read_window, window_geotransform
 from otbtf_qgis.core.io.windows import Window, intersection
+from otbtf_qgis.core.models.saved_model import on_device
 from otbtf_qgis.core.progress import NullReporter, Reporter
 from otbtf_qgis.core.serving.output import (
     band_descriptions,
@@ -154,6 +156,7 @@ def serve_plan(plan: ServingPlan, output: str | os.PathLike[str], window: Window
         "fully_convolutional": plan.fully_convolutional,
         "tile_size": list(plan.tile_size),
         "model_workers": plan.workers,
+        "devices": list(plan.devices),
         "tiles": len(tiles),
         "skipped_tiles": stats.skipped,
         "nodata": output_nodata(plan.config.output_type, plan.config.background) if plan.has_background else None,
@@ -263,8 +266,9 @@ class _RegionStream:
         stop = threading.Event()
         reader = threading.Thread(target=self._read_loop, args=(tiles, read_queue, stop),
                                   name="otbtf-serve-read", daemon=True)
-        models = [threading.Thread(target=self._predict_loop, args=(read_queue, write_queue, stop),
-                                   name=f"otbtf-serve-model-{k}", daemon=True) for k in range(plan.workers)]
+        devices: list[str | None] = [*plan.devices] or [None] * plan.workers
+        models = [threading.Thread(target=self._predict_loop, args=(read_queue, write_queue, stop, device),
+                                   name=f"otbtf-serve-model-{k}", daemon=True) for k, device in enumerate(devices)]
         writer = threading.Thread(target=self._write_loop, args=(write_queue, stop),
                                   name="otbtf-serve-write", daemon=True)
         threads = [reader, *models, writer]
@@ -291,8 +295,9 @@ class _RegionStream:
                 _drain(write_queue)
                 thread.join()
 
-    def _predict_loop(self, source: queue.Queue[Any], target: queue.Queue[Any], stop: threading.Event) -> None:
-        """One model worker: inputs from the reader, outputs to the writer (tiles in any order)."""
+    def _predict_loop(self, source: queue.Queue[Any], target: queue.Queue[Any], stop: threading.Event,
+                      device: str | None = None) -> None:
+        """One model worker (on ``device``, if given): inputs from the reader, outputs to the writer (any order)."""
         stats = self.stats
         try:
             while True:
@@ -309,7 +314,8 @@ class _RegionStream:
                 outputs = None
                 if inputs.arrays is not None:
                     started = time.perf_counter()
-                    outputs = self.plan.function(*inputs.arrays)
+                    with on_device(device):
+                        outputs = self.plan.function(*inputs.arrays)
                     stats.predict += time.perf_counter() - started
                 _put(target, (tile, outputs, inputs.nodata), stop, stats)
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
