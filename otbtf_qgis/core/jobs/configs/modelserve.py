@@ -98,7 +98,7 @@ class ServeConfig:
     Attributes:
         sources: The sources, in the order of the model inputs they feed.
         model: The SavedModel folder.
-        output: The output GeoTIFF.
+        output: The output GeoTIFF; empty when only the class map (``output_classes``) is wanted.
         output_names: Model outputs to write, stacked as bands; empty: the model's default.
         expression_field: ``(x, y)`` or ``(size,)`` output pixels the model produces for an
             input of the receptive field; empty: from the model.
@@ -108,7 +108,8 @@ class ServeConfig:
             0 picks it automatically.
         background: Output value (and nodata) of the pixels whose input is nodata.
         user_placeholders: Extra scalar model inputs, ``name=value``.
-        output_type: Data type of the output raster.
+        output_type: Data type of the output raster; ``scaled_uint8``/``scaled_uint16`` store values in
+            [0, 1] scaled (see :data:`SCALED_TYPES`), with the band scale to read them back.
         creation_options: GDAL GTiff creation options replacing the defaults key by key.
         cog: Write a Cloud Optimized GeoTIFF.
         output_classes: Optional class map (argmax of the first output, uint8, with a palette).
