@@ -6,7 +6,10 @@ On the FCNN (untrained, random weights; 4-band uint16 input; output
 - efficiency: the engine's throughput ÷ the model alone on the same tiles in memory;
 - speed-up over a straightforward sequential loop (read a tile with GDAL, predict, write
   it) with the same tile size and the same traced model;
-- peak RSS serving 16384² vs 4096² pixels, and the time for 4× (and 16×) the pixels.
+- peak RSS serving 16384² vs 4096² pixels, and the time for 4× (and 16×) the pixels;
+- the 4-class case (:func:`run_classes`, also runnable alone with ``--classes WORKDIR``):
+  a demo-like 4-class FCNN on a 3-band 8192² image, the engine ÷ the model alone for a
+  float32 output, a ``scaled_uint8`` output and the class map only.
 
 Inputs are VRT mosaics of one 2048² tiled GeoTIFF (made in seconds, read like a big
 file). Every measurement runs in its own subprocess (``--child``) so that peak memory and
@@ -38,11 +41,16 @@ OUTPUT_NAME = "predictions_softmax_tensor_crop16"
 REPEATS = 5
 #: Tile sizes compared on one region (0: automatic).
 TILE_SIZES = (64, 256, 0)
+#: The 4-class case: the demo's classes and bands (Landsat 8 B2, B3, B4), image side, runs per method.
+CLASS_NAMES = ("water", "crop", "tree", "developed")
+CLASS_BANDS = 3
+CLASS_SIZE = 8192
+CLASS_REPEATS = 5
 
 
 # ----------------------------------------------------------------------------- data
-def build_model(folder: Path) -> None:
-    """Export the FCNN of OTBTF's documentation, untrained, for 64-pixel patches of 4-band uint16 images."""
+def build_model(folder: Path, class_names: tuple[str, ...] = ("class 0", "class 1"), bands: int = BANDS) -> None:
+    """Export the FCNN of OTBTF's documentation, untrained, for 64-pixel patches of ``bands``-band uint16 images."""
     import keras
     import tensorflow as tf
 
@@ -50,16 +58,17 @@ def build_model(folder: Path) -> None:
     from otbtf_qgis.core.models.fcnn import FCNNModel
 
     keras.utils.set_random_seed(0)
-    spec = ({"input_xs": tf.TensorSpec((None, 64, 64, BANDS), tf.uint16)}, {})
-    description = export_model(FCNNModel(spec, n_classes=2), folder, {"input_xs": (64, 64)}, ["class 0", "class 1"])
+    spec = ({"input_xs": tf.TensorSpec((None, 64, 64, bands), tf.uint16)}, {})
+    description = export_model(FCNNModel(spec, n_classes=len(class_names)), folder, {"input_xs": (64, 64)},
+                               list(class_names))
     serving = description["serving"]
     if (serving["output_name"], serving["receptive_field"], serving["expression_field"]) != (
             OUTPUT_NAME, [64, 64], [32, 32]):
         raise RuntimeError(f"unexpected serving defaults of the FCNN: {serving}")
 
 
-def build_base_image(path: Path) -> None:
-    """A 2048² 4-band uint16 tiled GeoTIFF: smooth fields plus noise, like reflectances."""
+def build_base_image(path: Path, bands: int = BANDS) -> None:
+    """A 2048² ``bands``-band uint16 tiled GeoTIFF: smooth fields plus noise, like reflectances."""
     import numpy as np
     from osgeo import gdal, osr
 
@@ -67,22 +76,22 @@ def build_base_image(path: Path) -> None:
     rows, cols = np.mgrid[0:BASE, 0:BASE].astype(np.float32)
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32631)
-    dataset = gdal.GetDriverByName("GTiff").Create(str(path), BASE, BASE, BANDS, gdal.GDT_UInt16,
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), BASE, BASE, bands, gdal.GDT_UInt16,
                                                    ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256"])
     dataset.SetGeoTransform((500000.0, 10.0, 0.0, 4600000.0, 0.0, -10.0))
     dataset.SetProjection(srs.ExportToWkt())
-    for band in range(BANDS):
+    for band in range(bands):
         field = 1500 + 800 * np.sin(cols / (40 + 9 * band)) * np.cos(rows / (55 + 7 * band))
         noisy = field + rng.normal(0, 120, field.shape)
         dataset.GetRasterBand(band + 1).WriteArray(np.clip(noisy, 0, 4095).astype(np.uint16))
     dataset = None
 
 
-def build_mosaic(base: Path, path: Path, size: int) -> None:
+def build_mosaic(base: Path, path: Path, size: int, band_count: int = BANDS) -> None:
     """A VRT of ``size``² pixels repeating the base image."""
     count = size // BASE
     bands = []
-    for band in range(1, BANDS + 1):
+    for band in range(1, band_count + 1):
         sources = "".join(
             f"<SimpleSource><SourceFilename relativeToVRT=\"0\">{base}</SourceFilename>"
             f"<SourceBand>{band}</SourceBand><SrcRect xOff=\"0\" yOff=\"0\" xSize=\"{BASE}\" ySize=\"{BASE}\"/>"
@@ -210,6 +219,102 @@ def child_tiles(image: str, model: str, workdir: str) -> dict[str, Any]:
     return {"rates": rates}
 
 
+def child_classes(image: str, model: str, workdir: str) -> dict[str, Any]:
+    """The 4-class model alone vs the engine writing float32, scaled_uint8 or only the class map, interleaved.
+
+    TensorFlow is set up as the ``modelserve`` worker does; the model alone runs the same
+    tiles, in memory, as many at a time as the engine.
+    """
+    import threading
+
+    from otbtf_qgis.core.models.saved_model import configure_threads
+    from otbtf_qgis.core.serving.plan import prepare
+    from otbtf_qgis.core.serving.stream import open_sources, read_tile, serve_plan
+
+    configure_threads()
+    float32 = prepare(_config(image, model, f"{workdir}/float32.tif"))
+    scaled = prepare(dataclasses.replace(_config(image, model, f"{workdir}/scaled.tif"), output_type="scaled_uint8"))
+    grid = float32.geometry.window
+    tiles = float32.tiles(grid)
+    datasets = open_sources(float32)
+    in_memory = [read_tile(float32, datasets, tile).arrays for tile in tiles]
+
+    def model_alone() -> float:
+        def compute(part: list[Any]) -> None:
+            for arrays in part:
+                float32.function(*arrays)
+
+        threads = [threading.Thread(target=compute, args=(in_memory[k::float32.workers],))
+                   for k in range(float32.workers)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - started
+
+    methods: dict[str, Any] = {
+        "model": model_alone,
+        "float32": lambda: float(serve_plan(float32, f"{workdir}/float32.tif")["seconds"]),
+        "scaled_uint8": lambda: float(serve_plan(scaled, f"{workdir}/scaled_uint8.tif")["seconds"]),
+        "classes": lambda: float(serve_plan(float32, "", output_classes=f"{workdir}/classes.tif")["seconds"]),
+    }
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    sizes: dict[str, int] = {}
+    for _ in range(CLASS_REPEATS):
+        for name, method in methods.items():
+            Path(workdir, f"{name}.tif").unlink(missing_ok=True)
+            times[name].append(method())
+            if Path(workdir, f"{name}.tif").exists():
+                sizes[name] = Path(workdir, f"{name}.tif").stat().st_size
+    for name in methods:
+        Path(workdir, f"{name}.tif").unlink(missing_ok=True)
+    return {"pixels": grid.width * grid.height, "tile_size": float32.tile_size, "tiles": len(tiles),
+            "workers": float32.workers, "bands": float32.output_bands[0], "times": times, "file_bytes": sizes}
+
+
+def run_classes(workdir: Path) -> str:
+    """Measure the 4-class case and return its Markdown section."""
+    model = workdir / "fcnn4"
+    run_child("model4", str(model))
+    base = workdir / "base3.tif"
+    run_child("base3", str(base))
+    image = workdir / f"image3_{CLASS_SIZE}.vrt"
+    build_mosaic(base, image, CLASS_SIZE, CLASS_BANDS)
+    case = run_child("classes", str(image), str(model), str(workdir))
+    best = {name: min(values) for name, values in case["times"].items()}
+    mpix = case["pixels"] / 1e6
+
+    def ratio(name: str) -> float:
+        return best["model"] / best[name]
+
+    rows = []
+    for name, label, target in (("float32", "float32 probabilities (4 bands)", "—"),
+                                ("scaled_uint8", "`scaled_uint8` probabilities (4 bands)", "≥ 0.90"),
+                                ("classes", "class map only (`OUTPUT_CLASSES`, no `OUTPUT`)", "≥ 0.90")):
+        met = "—" if target == "—" else ("yes" if ratio(name) >= 0.9 else "**no**")
+        size = case["file_bytes"].get(name)
+        megabytes = f"{size / 1e6:.0f}" if size else "—"
+        rows.append(f"| {label} | {mpix / best[name]:.2f} | {ratio(name):.2f} | {target} | {met} | {megabytes} |")
+    raw = "; ".join(f"{name} {', '.join(f'{v:.2f}' for v in values)}" for name, values in case["times"].items())
+    tile = case["tile_size"]
+    return "\n".join([
+        "### Serving a 4-class model: output cost",
+        "",
+        f"A demo-like FCNN with {len(CLASS_NAMES)} classes ({', '.join(CLASS_NAMES)}; untrained, rf 64, ef 32) on "
+        f"a {CLASS_BANDS}-band uint16 {CLASS_SIZE}² image (VRT mosaic of one 2048² image; {mpix:.1f} output Mpix, "
+        f"{case['tiles']} automatic tiles of {tile[0]}×{tile[1]}), ZSTD level 1. The engine and the model alone "
+        f"(the same tiles in memory, {case['workers']} at a time) run as the `modelserve` worker sets TensorFlow up; "
+        f"best of {CLASS_REPEATS} interleaved runs per method; model alone {mpix / best['model']:.2f} Mpix/s.",
+        "",
+        "| output | Mpix/s | engine ÷ model alone | target | met | file MB |",
+        "|---|---:|---:|---|---|---:|",
+        *rows,
+        "",
+        f"Raw times (s, per run): {raw}.",
+    ])
+
+
 def process_cpu() -> float:
     """CPU seconds (user + system) used by this process so far, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -283,7 +388,7 @@ def run(workdir: Path) -> str:
     for size in (4096, 8192, 16384, 4096, 8192, 16384, 4096):
         served[size].append(run_child("serve", str(images[size]), str(model), str(workdir / f"out{size}.tif")))
         (workdir / f"out{size}.tif").unlink(missing_ok=True)
-    return report(compare, served, tiles["rates"])
+    return report(compare, served, tiles["rates"]) + "\n\n" + run_classes(workdir)
 
 
 def report(compare: dict[str, dict[str, Any]], served: dict[int, list[dict[str, Any]]],
@@ -375,12 +480,26 @@ def report(compare: dict[str, dict[str, Any]], served: dict[int, list[dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs="+", required=True)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--child", nargs="+")
+    group.add_argument("--classes", type=Path, metavar="WORKDIR", help="run only the 4-class case; print its section")
     args = parser.parse_args()
+    if args.classes is not None:
+        args.classes.mkdir(parents=True, exist_ok=True)
+        print(run_classes(args.classes))
+        return
     mode, *rest = args.child
     if mode == "model":
         build_model(Path(rest[0]))
         result: dict[str, Any] = {"ok": True}
+    elif mode == "model4":
+        build_model(Path(rest[0]), CLASS_NAMES, CLASS_BANDS)
+        result = {"ok": True}
+    elif mode == "base3":
+        build_base_image(Path(rest[0]), CLASS_BANDS)
+        result = {"ok": True}
+    elif mode == "classes":
+        result = child_classes(*rest)
     elif mode == "compare":
         result = child_compare(*rest)
     elif mode == "tiles":

@@ -12,7 +12,7 @@ from qgis.core import (
 )
 
 from otbtf_qgis.core.jobs.codec import config_to_dict
-from otbtf_qgis.core.jobs.configs.environmentinfo import EnvironmentInfoConfig
+from otbtf_qgis.core.jobs.configs.environmentinfo import EnvironmentInfoConfig, gpu_summary
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
 
 
@@ -23,8 +23,8 @@ class EnvironmentInfoAlgorithm(OtbtfAlgorithm):
     DISPLAY_NAME = "Environment information"
     GROUP = "tools"
     HELP = ("Runs the worker Python and reports its Python, TensorFlow, Keras, numpy and GDAL versions and the "
-            "devices TensorFlow sees. Attach this to bug reports. If TensorFlow is missing, the message says how "
-            "to install it.")
+            "devices TensorFlow sees, with its GPUs (GPUS: none when it sees none). Attach this to bug reports. If "
+            "TensorFlow is missing, the message says how to install it.")
 
     TENSORFLOW = "TENSORFLOW"
     KERAS = "KERAS"
@@ -32,6 +32,7 @@ class EnvironmentInfoAlgorithm(OtbtfAlgorithm):
     NUMPY = "NUMPY"
     GDAL = "GDAL"
     DEVICES = "DEVICES"
+    GPUS = "GPUS"
     REPORT = "REPORT"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 - QGIS API name
@@ -39,6 +40,7 @@ class EnvironmentInfoAlgorithm(OtbtfAlgorithm):
         for key, label in ((self.PYTHON, "Python version"), (self.TENSORFLOW, "TensorFlow version"),
                            (self.KERAS, "Keras version"), (self.NUMPY, "numpy version"),
                            (self.GDAL, "GDAL version"), (self.DEVICES, "TensorFlow devices"),
+                           (self.GPUS, "GPUs TensorFlow sees"),
                            (self.REPORT, "Full report (JSON)")):
             self.addOutput(QgsProcessingOutputString(key, self.tr(label)))
 
@@ -60,5 +62,7 @@ class EnvironmentInfoAlgorithm(OtbtfAlgorithm):
             self.NUMPY: info.get("numpy"),
             self.GDAL: info.get("gdal"),
             self.DEVICES: devices,
+            self.GPUS: gpu_summary(info.get("gpus", [])),
             self.REPORT: json.dumps(info),
         }
+

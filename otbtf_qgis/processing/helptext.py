@@ -30,3 +30,23 @@ NODATA_HINT = "a number, none, or empty: the raster's own; one for all sources o
 #: Parameter descriptions: a list.
 LIST_HINT = "separated by commas or semicolons"
 
+
+#: ``otbtf:modelserve``: what EXTENT does.
+EXTENT_HELP = (
+    "EXTENT serves only the part of the output grid that covers it: the output keeps the grid's pixel size and "
+    "alignment (the extent is enlarged to whole output pixels), so its pixels equal those of a run over the whole "
+    "image. An extent in another CRS is reprojected to the first source's CRS."
+)
+#: ``otbtf:modelserve``: what MASK does.
+MASK_HELP = (
+    "MASK (polygons) serves only inside the polygons: output pixels whose centre is outside every polygon get "
+    "BACKGROUND (the output's nodata), and tiles without any pixel inside are not computed. A mask in another CRS "
+    "is reprojected; a layer with a selection or a filter is used as QGIS shows it."
+)
+#: ``otbtf:modelserve``: the scaled output types.
+OUTPUT_TYPE_HELP = (
+    "For probabilities (values in [0, 1]) choose OUTPUT_TYPE scaled_uint8 (value x 250, 1/4 of a float32 file, "
+    "steps of 0.004) or scaled_uint16 (value x 10000, steps of 0.0001): the band's scale metadata makes QGIS and "
+    "GDAL read the probabilities back; their nodata is 255 and 65535 respectively, and BACKGROUND stays 0. The "
+    "plain uint8/uint16 types round the values themselves (for outputs that are already integers)."
+)

@@ -6,24 +6,90 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsLayerTreeGroup,
+    QgsLayerTreeLayer,
+    QgsMapLayer,
     QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
+    QgsProcessingUtils,
 )
+from qgis.PyQt import sip
 
 from otbtf_qgis.core.jobs.codec import config_to_dict
 from otbtf_qgis.core.jobs.configs.modelserve import OUTPUT_TYPES, ServeConfig, serve_config_from_text
 from otbtf_qgis.processing.algorithm import OtbtfAlgorithm, parameter_errors
-from otbtf_qgis.processing.helptext import LIST_GRAMMAR, LIST_HINT, NAMES_HINT, NODATA_HINT, SIZES_HINT
+from otbtf_qgis.processing.helptext import (
+    EXTENT_HELP,
+    LIST_GRAMMAR,
+    LIST_HINT,
+    MASK_HELP,
+    NAMES_HINT,
+    NODATA_HINT,
+    OUTPUT_TYPE_HELP,
+    SIZES_HINT,
+)
+
+#: Post-processors not called yet (see :meth:`ModelServeAlgorithm.name_loaded_layers`).
+_WAITING: set[ClassMapAbove] = set()
+
+
+def move_layer_above(root: QgsLayerTreeGroup, layer_id: str, anchor_id: str) -> bool:
+    """Move the layer tree node of ``layer_id`` right above that of ``anchor_id`` (in the anchor's group).
+
+    Returns:
+        Whether both layers were found (then the layer is above the anchor).
+    """
+    node, anchor = root.findLayer(layer_id), root.findLayer(anchor_id)
+    if node is None or anchor is None:
+        return False
+    parent = anchor.parent()
+    siblings = [child.layerId() if isinstance(child, QgsLayerTreeLayer) else None for child in parent.children()]
+    index = siblings.index(anchor_id)
+    if node.parent() is parent and index > 0 and siblings[index - 1] == layer_id:
+        return True
+    clone = node.clone()
+    node.parent().removeChildNode(node)
+    siblings = [child.layerId() if isinstance(child, QgsLayerTreeLayer) else None for child in parent.children()]
+    parent.insertChildNode(siblings.index(anchor_id), clone)
+    return True
+
+
+class ClassMapAbove(QgsProcessingLayerPostProcessorInterface):
+    """Puts the loaded class map right above the loaded model outputs in the layer tree.
+
+    QGIS loads the outputs of an algorithm in the order of their paths, on top of the
+    tree or at the bottom of a results group: the order is the user's settings'. Each of
+    the two layers gets one of these (the context owns and deletes them); they share
+    ``loaded``, and the second one called moves the class map.
+    """
+
+    def __init__(self, role: str, loaded: dict[str, str]) -> None:
+        super().__init__()
+        self.role = role
+        self.loaded = loaded
+
+    def postProcessLayer(self, layer: QgsMapLayer, context: QgsProcessingContext,  # noqa: N802 - QGIS API
+                         feedback: QgsProcessingFeedback) -> None:
+        """Record the loaded layer; once both are loaded, move the class map above the outputs."""
+        self.loaded[self.role] = layer.id()
+        project = context.project()
+        if len(self.loaded) == 2 and project is not None:
+            move_layer_above(project.layerTreeRoot(), self.loaded["classes"], self.loaded["outputs"])
+        _WAITING.discard(self)
 
 
 class ModelServeAlgorithm(OtbtfAlgorithm):
@@ -40,7 +106,9 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
         "(as OTBTF: width 1000, rf 64, ef 32 gives 960 pixels from input pixel 16); its pixels do not depend on the "
         "tile size. Output pixels centred on a nodata input pixel get BACKGROUND (the output's nodata); tiles "
         "with no valid pixel are not computed. TILE_SIZE 0 chooses large tiles, which is much faster. The optional "
-        "class map is the argmax of the first output, with a palette and the model's class names.\n\n"
+        "class map is the argmax of the first output, with a palette and the model's class names; OUTPUT may be "
+        "skipped when only the class map is wanted (the probabilities are then not written).\n\n"
+        + EXTENT_HELP + "\n\n" + MASK_HELP + "\n\n" + OUTPUT_TYPE_HELP + "\n\n"
         "RFIELDS (sizes), PLACEHOLDERS (names) and NODATA are per-source lists; OUTPUT_NAMES, USER_PLACEHOLDERS "
         "(name=value) and CREATION_OPTIONS (KEY=VALUE) are lists; EFIELD is a size.\n\n" + LIST_GRAMMAR
     )
@@ -62,6 +130,8 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
     COG = "COG"
     OUTPUT = "OUTPUT"
     OUTPUT_CLASSES = "OUTPUT_CLASSES"
+    EXTENT = "EXTENT"
+    MASK = "MASK"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 - QGIS API name
         """Declare the parameters (rarely needed ones are advanced)."""
@@ -78,7 +148,13 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.EFIELD, self.tr("Expression field (32 or 32x32; empty: from the model)"),
             defaultValue="", optional=True))
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Output raster")))
+        self.addParameter(QgsProcessingParameterExtent(
+            self.EXTENT, self.tr("Extent to serve (empty: the whole output grid)"), optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.MASK, self.tr("Mask polygons (serve only inside them)"), [QgsProcessing.TypeVectorPolygon],
+            optional=True))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT, self.tr("Output raster (model outputs; skip it for a class map only)"), optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_CLASSES, self.tr("Class map (argmax of the first output)"), optional=True,
             createByDefault=False))
@@ -122,7 +198,7 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
         layers = self.parameterAsLayerList(parameters, self.SOURCES, context)
         if not layers:
             raise QgsProcessingException(f"{self.SOURCES}: give at least one raster.")
-        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context) or ""
         classes = self.parameterAsOutputLayer(parameters, self.OUTPUT_CLASSES, context) or ""
         for key, path in ((self.OUTPUT, output), (self.OUTPUT_CLASSES, classes)):
             if path and Path(path).suffix.lower() not in {".tif", ".tiff"}:
@@ -146,7 +222,35 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
                 creation_options=self.parameterAsString(parameters, self.CREATION_OPTIONS, context),
                 cog=self.parameterAsBoolean(parameters, self.COG, context),
                 output_classes=classes,
+                extent=self._extent(parameters, context, layers[0].crs()),
+                mask=self._mask(parameters, context, feedback),
             )
+
+    def _extent(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                crs: QgsCoordinateReferenceSystem) -> tuple[float, ...]:
+        """EXTENT in the first source's CRS as ``(xmin, ymin, xmax, ymax)``; ``()`` when left out."""
+        if self.is_empty(parameters, self.EXTENT):
+            return ()
+        rectangle = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
+        if rectangle.isNull() or rectangle.isEmpty():
+            raise QgsProcessingException(f"{self.EXTENT}: '{parameters[self.EXTENT]}' is not an extent "
+                                         f"(xmin, xmax, ymin, ymax [CRS]) of the first source's CRS {crs.authid()}.")
+        return (rectangle.xMinimum(), rectangle.yMinimum(), rectangle.xMaximum(), rectangle.yMaximum())
+
+    def _mask(self, parameters: dict[str, Any], context: QgsProcessingContext,
+              feedback: QgsProcessingFeedback | None) -> str:
+        """A layer source the worker opens for MASK (``path|layername=x``); ``""`` when left out.
+
+        A layer that is not a GeoPackage or shapefile, or with a filter or only its selected
+        features, is written to a temporary GeoPackage by QGIS first.
+        """
+        if self.is_empty(parameters, self.MASK):
+            return ""
+        path, layer_name = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+            parameters, self.MASK, context, ["gpkg", "shp"], "gpkg", feedback)
+        if not path:
+            raise QgsProcessingException(f"{self.MASK}: '{parameters[self.MASK]}' is not a vector layer QGIS can open.")
+        return f"{path}|layername={layer_name}" if layer_name else str(path)
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -157,6 +261,32 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
         feedback.pushInfo(
             f"{result['width']}x{result['height']} pixels, {result['bands']} band(s) from "
             f"{', '.join(result['output_names'])}; {result['tiles']} tiles of "
-            f"{result['tile_size'][0]}x{result['tile_size'][1]} ({result['skipped_tiles']} all nodata) in "
-            f"{result['seconds']:.1f} s")
-        return {self.OUTPUT: config.output, self.OUTPUT_CLASSES: config.output_classes or None}
+            f"{result['tile_size'][0]}x{result['tile_size'][1]} ({result['skipped_tiles']} without a valid pixel, "
+            f"not computed) in {result['seconds']:.1f} s")
+        self.name_loaded_layers(context, config, result["output_names"])
+        return {self.OUTPUT: config.output or None, self.OUTPUT_CLASSES: config.output_classes or None}
+
+    def name_loaded_layers(self, context: QgsProcessingContext, config: ServeConfig, output_names: list[str]) -> None:
+        """Name the layers QGIS loads after the run, and keep the class map above the model outputs.
+
+        A layer is named after its file; a temporary output (whose file name says nothing)
+        after the model and its outputs (``model: scores``, ``model: classes``).
+        """
+        temporary = Path(QgsProcessingUtils.tempFolder())
+        model = Path(config.model).name
+        names = {config.output: f"{model}: {', '.join(output_names)}", config.output_classes: f"{model}: classes"}
+        loaded = [path for path in (config.output, config.output_classes)
+                  if path and context.willLoadLayerOnCompletion(path)]
+        for path in loaded:
+            details = context.layerToLoadOnCompletionDetails(path)
+            details.name = names[path] if temporary in Path(path).parents else Path(path).stem
+            details.forceName = True
+        if len(loaded) == 2:
+            shared: dict[str, str] = {}
+            for path, role in ((config.output, "outputs"), (config.output_classes, "classes")):
+                post_processor = ClassMapAbove(role, shared)
+                # The context deletes its post-processors (C++ owns them), but only a Python reference keeps
+                # the Python part alive until QGIS calls it.
+                sip.transferto(post_processor, None)
+                _WAITING.add(post_processor)
+                context.layerToLoadOnCompletionDetails(path).setPostProcessor(post_processor)

@@ -71,13 +71,15 @@ def test_the_config_is_the_commands_and_reaches_the_worker_unchanged(qgis_app, n
 def job_results(out: Path) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     """Per algorithm: a result of its job, and the outputs the algorithm returns for it."""
     info = {"python": "3.11.2", "tensorflow": "2.21.0", "keras": "3.1", "numpy": "1.26.4", "gdal": "3.6.2",
-            "tensorflow_devices": [{"name": "/cpu:0", "type": "CPU"}, {"name": "/gpu:0", "type": "GPU"}]}
+            "tensorflow_devices": [{"name": "/cpu:0", "type": "CPU"}, {"name": "/gpu:0", "type": "GPU"}],
+            "gpus": [{"name": "/physical_device:GPU:0", "model": "Tesla T4", "compute_capability": "7.5"}]}
     train = {"output_model": str(out / "model"), "metrics": {"loss": 0.5}, "serving": {"output_name": "p"},
              "tensorboard": str(out / "tb"), "training_folder": str(out / "model_training"),
              "history": str(out / "model" / "history.json"), "model_json": str(out / "model" / "otbtf_model.json")}
     return {
         "environmentinfo": (info, {"PYTHON": "3.11.2", "TENSORFLOW": "2.21.0", "KERAS": "3.1", "NUMPY": "1.26.4",
                                    "GDAL": "3.6.2", "DEVICES": "/cpu:0 (CPU), /gpu:0 (GPU)",
+                                   "GPUS": "/physical_device:GPU:0 (Tesla T4, compute capability 7.5)",
                                    "REPORT": json.dumps(info)}),
         "patchesselection": ({"outputs": {"train": str(out / "train.gpkg")}, "counts": {"train": 5, "valid": 0}},
                              {"OUTPUT_TRAIN": str(out / "train.gpkg"), "OUTPUT_VALID": None, "OUTPUT_TEST": None,

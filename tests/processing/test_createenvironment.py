@@ -38,3 +38,36 @@ def test_creates_environment_and_the_provider_uses_it(tmp_path: Path):
     info = run_json(["run", "otbtf:environmentinfo"], profile, env={"OTBTF_QGIS_PYTHON": ""})
     report = json.loads(info["results"]["REPORT"])
     assert report["python_executable"] == str(target / "bin" / "python")
+
+
+@pytest.mark.parametrize(("device", "gpu", "expected"), [
+    (0, True, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),  # auto
+    (0, False, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
+    (1, True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),  # cpu
+    (2, False, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),  # cuda
+])
+def test_device_chooses_the_tensorflow_package(qgis_app, monkeypatch, device, gpu, expected):
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    from otbtf_qgis.core.jobs import environment
+    from tests.processing.conftest import algorithm
+
+    monkeypatch.setattr(environment.sys, "platform", "linux")
+    monkeypatch.setattr(environment, "nvidia_gpu_present", lambda: gpu)
+    alg = algorithm("createenvironment")
+    parameters = {"PACKAGES": "tensorflow-cpu==2.21.0 numpy==1.26.4 tensorboard==2.21.0", "DEVICE": device}
+    assert alg.requirements(parameters, QgsProcessingContext(), QgsProcessingFeedback()) == expected
+
+
+def test_cuda_on_windows_is_refused_naming_device(qgis_app, monkeypatch):
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+
+    from otbtf_qgis.core.jobs import environment
+    from tests.processing.conftest import algorithm
+
+    monkeypatch.setattr(environment.sys, "platform", "win32")
+    alg = algorithm("createenvironment")
+    with pytest.raises(QgsProcessingException, match=r"^DEVICE: TensorFlow's CUDA packages \(tensorflow\[and-cuda\]\) "
+                                                    "exist for Linux only, not for 'win32'"):
+        alg.processAlgorithm({"DEVICE": 2, "OUTPUT_FOLDER": "/nonexistent/env"}, QgsProcessingContext(),
+                             QgsProcessingFeedback())

@@ -27,6 +27,7 @@ def test_environment_info_reports_tensorflow_from_the_worker(run_alg):
     assert outputs["KERAS"].startswith("3.")
     assert outputs["NUMPY"] == "1.26.4"
     assert "CPU" in outputs["DEVICES"]
+    assert outputs["GPUS"] == "none"
 
 
 def test_missing_tensorflow_fails_with_install_command(qgis_app, monkeypatch):

@@ -10,12 +10,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
-from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer
+from osgeo import gdal, ogr, osr
+from qgis.core import (
+    QgsApplication,
+    QgsFeature,
+    QgsGeometry,
+    QgsLayerTreeLayer,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeatureSourceDefinition,
+    QgsProcessingFeedback,
+    QgsProcessingOutputLayerDefinition,
+    QgsProcessingUtils,
+    QgsProject,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
 
-from otbtf_qgis.core.jobs.configs.modelserve import ServeConfig, SourceConfig
+from otbtf_qgis.core.jobs.configs.modelserve import OUTPUT_TYPES, ServeConfig, SourceConfig
 from otbtf_qgis.processing.provider import OtbtfProvider
-from tests.processing.conftest import ROOT, build_config, qgis_process
+from tests.processing.conftest import ROOT, algorithm, build_config, qgis_process
 
 # TensorFlow must not be imported in this (QGIS) process: the model and the reference
 # prediction are made by a separate Python.
@@ -55,7 +69,8 @@ def test_modelserve_is_listed_with_its_parameters(qgis_app):
     try:
         algorithm = QgsApplication.processingRegistry().algorithmById("otbtf:modelserve")
         names = [p.name() for p in algorithm.parameterDefinitions()]
-        assert names == ["SOURCES", "MODEL", "RFIELDS", "OUTPUT_NAMES", "EFIELD", "OUTPUT", "OUTPUT_CLASSES",
+        assert names == ["SOURCES", "MODEL", "RFIELDS", "OUTPUT_NAMES", "EFIELD", "EXTENT", "MASK", "OUTPUT",
+                         "OUTPUT_CLASSES",
                          "PLACEHOLDERS", "FULLYCONV", "SPCSCALE", "TILE_SIZE", "NODATA", "BACKGROUND",
                          "USER_PLACEHOLDERS", "OUTPUT_TYPE", "CREATION_OPTIONS", "COG"]
         assert sorted(o.name() for o in algorithm.outputDefinitions()) == ["OUTPUT", "OUTPUT_CLASSES"]
@@ -153,3 +168,169 @@ def test_modelserve_bad_model_fails_clearly_without_output(dev_profile, served_c
     assert done.returncode != 0
     assert "MODEL: " in done.stdout + done.stderr and "is not a SavedModel" in done.stdout + done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_model"]
+
+
+# ------------------------------------------------------------------------------------------ EXTENT, MASK, outputs
+
+
+def test_extent_in_the_sources_crs_and_in_another_crs(qgis_app, layers_folder: Path, tmp_path: Path):
+    common = {"SOURCES": [layers_folder / "image.tif"], "MODEL": tmp_path / "model", "OUTPUT": tmp_path / "out.tif"}
+    assert build_config("modelserve", **common).extent == ()
+    config = build_config("modelserve", EXTENT="500100,500300,4499600,4499900 [EPSG:32631]", **common)
+    assert config.extent == (500100.0, 4499600.0, 500300.0, 4499900.0)
+    # the same corners in WGS 84: reprojected to the first source's CRS (UTM 31N), the bounding box of the area
+    utm, wgs84 = osr.SpatialReference(), osr.SpatialReference()
+    utm.ImportFromEPSG(32631)
+    wgs84.ImportFromEPSG(4326)
+    wgs84.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    to_wgs84 = osr.CoordinateTransformation(utm, wgs84)
+    (lon0, lat0, _), (lon1, lat1, _) = to_wgs84.TransformPoint(500100, 4499600), to_wgs84.TransformPoint(500300,
+                                                                                                       4499900)
+    config = build_config("modelserve", EXTENT=f"{lon0!r},{lon1!r},{lat0!r},{lat1!r} [EPSG:4326]", **common)
+    assert config.extent == pytest.approx((500100.0, 4499600.0, 500300.0, 4499900.0), abs=0.5)
+
+
+def test_mask_is_given_to_the_worker_as_a_file_it_can_open(project_context, layers_folder: Path, tmp_path: Path):
+    common = {"SOURCES": ["image"], "MODEL": tmp_path / "model", "OUTPUT": tmp_path / "out.tif"}
+    assert build_config("modelserve", project_context, **common).mask == ""
+    config = build_config("modelserve", project_context, MASK="polygons", **common)
+    assert config.mask == str(layers_folder / "polygons.gpkg")  # a file with one layer, opened without its name
+    # only the selected polygons: QGIS writes them to a temporary GeoPackage
+    layer = project_context.project().mapLayersByName("polygons")[0]
+    layer.selectByIds([next(layer.getFeatures()).id()])
+    selected = QgsProcessingFeatureSourceDefinition(layer.id(), True)
+    config = build_config("modelserve", project_context, MASK=selected, **common)
+    path = config.mask.split("|")[0]
+    assert path != str(layers_folder / "polygons.gpkg") and Path(path).suffix == ".gpkg"
+    assert QgsVectorLayer(config.mask, "copy", "ogr").featureCount() == 1
+    # a memory layer is written too
+    memory = QgsVectorLayer("Polygon?crs=EPSG:32631", "drawn", "memory")
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromWkt("POLYGON ((500100 4499900, 500300 4499900, 500300 4499700, "
+                                            "500100 4499900))"))
+    memory.dataProvider().addFeatures([feature])
+    project_context.project().addMapLayer(memory)
+    config = build_config("modelserve", project_context, MASK=memory.id(), **common)
+    assert QgsVectorLayer(config.mask, "copy", "ogr").featureCount() == 1
+
+
+def test_class_map_only_and_no_output_at_all(qgis_app, layers_folder: Path, tmp_path: Path):
+    common = {"SOURCES": [layers_folder / "image.tif"], "MODEL": tmp_path / "model"}
+    config = build_config("modelserve", OUTPUT_CLASSES=tmp_path / "classes.tif", **common)
+    assert (config.output, config.output_classes) == ("", str(tmp_path / "classes.tif"))
+    with pytest.raises(QgsProcessingException) as error:
+        build_config("modelserve", **common)
+    assert str(error.value) == ("OUTPUT: give the output raster file (OUTPUT), the class map (OUTPUT_CLASSES) or "
+                                "both.")
+    config = build_config("modelserve", OUTPUT=tmp_path / "p.tif", OUTPUT_TYPE=OUTPUT_TYPES.index("scaled_uint8"),
+                          **common)
+    assert config.output_type == "scaled_uint8"
+
+
+def load_results(context: QgsProcessingContext, order: list[str]) -> None:
+    """What QGIS does with the layers to load (processing/gui/Postprocessing.py), in the given path order."""
+    details_by_path = context.layersToLoadOnCompletion()
+    for path in order:
+        details = details_by_path[path]
+        layer = QgsProcessingUtils.mapLayerFromString(path, context)
+        details.setOutputLayerName(layer)
+        details.project.addMapLayer(context.temporaryLayerStore().takeMapLayer(layer))
+        if details.postProcessor():
+            details.postProcessor().postProcessLayer(layer, context, QgsProcessingFeedback())
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_loaded_layers_are_named_after_their_files_with_the_class_map_on_top(qgis_app, served_case, tmp_path,
+                                                                            monkeypatch, reverse):
+    monkeypatch.setenv("OTBTF_QGIS_PYTHON", sys.executable)
+    project = QgsProject()
+    project.addMapLayer(QgsRasterLayer(str(served_case / "image.tif"), "image"))
+    context = QgsProcessingContext()
+    context.setProject(project)
+    output, classes = tmp_path / "forest_scores.tif", tmp_path / "forest_map.tif"
+    alg = algorithm("modelserve")
+    parameters = {"SOURCES": [str(served_case / "image.tif")], "MODEL": str(served_case / "model"),
+                  "OUTPUT": QgsProcessingOutputLayerDefinition(str(output), project),
+                  "OUTPUT_CLASSES": QgsProcessingOutputLayerDefinition(str(classes), project),
+                  "EXTENT": "300100,300200,4999850,4999950 [EPSG:32631]"}
+    results, ok = alg.run(parameters, context, QgsProcessingFeedback(), {}, False)
+    assert ok and results["OUTPUT"] == str(output)
+    assert gdal.Open(str(output)).GetGeoTransform() == (300100.0, 5.0, 0.0, 4999950.0, 0.0, -5.0)
+    details = context.layersToLoadOnCompletion()
+    assert {path: (d.name, d.forceName) for path, d in details.items()} == {
+        str(output): ("forest_scores", True), str(classes): ("forest_map", True)}
+    order = sorted(details, reverse=reverse)
+    load_results(context, order)
+    names = [node.layer().name() for node in project.layerTreeRoot().children() if isinstance(node, QgsLayerTreeLayer)]
+    assert names == ["forest_map", "forest_scores", "image"]
+    del context, alg, parameters
+    project.clear()
+
+
+def test_temporary_outputs_are_named_after_the_model_and_its_outputs(qgis_app, served_case, monkeypatch):
+    monkeypatch.setenv("OTBTF_QGIS_PYTHON", sys.executable)
+    project = QgsProject()
+    context = QgsProcessingContext()
+    context.setProject(project)
+    parameters = {"SOURCES": [str(served_case / "image.tif")], "MODEL": str(served_case / "model"),
+                  "OUTPUT_CLASSES": QgsProcessingOutputLayerDefinition("TEMPORARY_OUTPUT", project),
+                  "MASK": str(served_case / "mask.gpkg")}
+    polygon = ogr.CreateGeometryFromWkt("POLYGON ((300050 4999900, 300200 4999900, 300200 4999850, "
+                                        "300050 4999900))")
+    dataset = ogr.GetDriverByName("GPKG").CreateDataSource(str(served_case / "mask.gpkg"))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32631)
+    layer = dataset.CreateLayer("mask", srs, ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(polygon)
+    layer.CreateFeature(feature)
+    dataset = None
+    results, ok = algorithm("modelserve").run(parameters, context, QgsProcessingFeedback(), {}, False)
+    assert ok and results["OUTPUT"] is None
+    details = context.layersToLoadOnCompletion()
+    assert [(d.name, d.forceName) for d in details.values()] == [("model: classes", True)]
+    classes = gdal.Open(results["OUTPUT_CLASSES"]).ReadAsArray()
+    assert (classes == 255).any() and (classes < 3).any()  # the mask covers part of the grid
+
+
+def test_class_map_only_inside_a_mask_and_an_extent_through_qgis_process(run_alg, served_case, tmp_path):
+    # the extent in WGS 84 around output columns [10, 50) and rows [4, 28) of the grid (5 m pixels from
+    # (300015, 4999985)); the mask keeps the left half of it
+    utm, wgs84 = osr.SpatialReference(), osr.SpatialReference()
+    utm.ImportFromEPSG(32631)
+    wgs84.ImportFromEPSG(4326)
+    wgs84.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    to_wgs84 = osr.CoordinateTransformation(utm, wgs84)
+    lon0, lat0, _ = to_wgs84.TransformPoint(300015 + 5 * 10.2, 4999985 - 5 * 27.8)
+    lon1, lat1, _ = to_wgs84.TransformPoint(300015 + 5 * 49.8, 4999985 - 5 * 4.2)
+    mask = tmp_path / "mask.gpkg"
+    dataset = ogr.GetDriverByName("GPKG").CreateDataSource(str(mask))
+    layer = dataset.CreateLayer("fields", utm, ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt("POLYGON ((300000 5000000, 300165 5000000, 300165 4999000, "
+                                                  "300000 4999000, 300000 5000000))"))
+    layer.CreateFeature(feature)
+    dataset = None
+    classes = tmp_path / "classes.tif"
+    result = run_alg("modelserve", SOURCES=str(served_case / "image.tif"), MODEL=str(served_case / "model"),
+                     TILE_SIZE=16, OUTPUT_CLASSES=str(classes), MASK=f"{mask}|layername=fields",
+                     EXTENT=f"{lon0!r},{lon1!r},{lat0!r},{lat1!r} [EPSG:4326]")
+    assert result["results"]["OUTPUT_CLASSES"] == str(classes) and not result["results"].get("OUTPUT")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.qml", "classes.tif", "classes.tif.aux.xml",
+                                                          "mask.gpkg"]
+    out = gdal.Open(str(classes))
+    # the extent reprojected to UTM (the bounding box of the WGS 84 rectangle: a little larger, the grids are
+    # rotated by ~1.4 degrees there) snapped outward to whole pixels of the grid: columns [10, 50), rows [4, 28)
+    # and at most 3 more pixels on a side, on the grid's phase
+    x0, dx, _, y0, _, dy = out.GetGeoTransform()
+    col, row = (x0 - 300015) / 5, (4999985 - y0) / 5
+    assert (dx, dy) == (5.0, -5.0) and col.is_integer() and row.is_integer()
+    col, row = int(col), int(row)
+    width, height = out.RasterXSize, out.RasterYSize
+    assert 7 <= col <= 10 and 1 <= row <= 4 and 50 <= col + width <= 53 and 28 <= row + height <= 31
+    expected = np.argmax(np.load(served_case / "expected.npy")[row:row + height, col:col + width], axis=2)
+    values = out.ReadAsArray()
+    # the mask ends at x = 300165, the left edge of grid column 30
+    inside = 30 - col
+    np.testing.assert_array_equal(values[:, :inside], expected[:, :inside])
+    assert (values[:, inside:] == 255).all() and out.GetRasterBand(1).GetNoDataValue() == 255

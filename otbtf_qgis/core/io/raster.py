@@ -341,6 +341,15 @@ class GeoTiffWriter(PublishOnSuccess):
         if self.dataset is not None:
             self.dataset.SetMetadata({str(k): str(v) for k, v in metadata.items()})
 
+    def set_scale(self, scale: float, offset: float = 0.0) -> None:
+        """Give every band a scale and offset: readers take ``stored × scale + offset`` as the value."""
+        if self.dataset is None:
+            return
+        for index in range(self.bands):
+            band = self.dataset.GetRasterBand(index + 1)
+            band.SetScale(float(scale))
+            band.SetOffset(float(offset))
+
     def set_color_table(self, colors: Sequence[tuple[int, int, int]], names: Sequence[str] | None = None) -> None:
         """Give band 1 a palette (and category names), for class maps."""
         if self.dataset is None:

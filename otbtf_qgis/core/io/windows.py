@@ -11,11 +11,14 @@ or run past the image (a window that needs padding). Conventions:
 - ``padding(window, W, H)`` is how many pixels of ``window`` lie outside the image on
   each side: ``(left, top, right, bottom)``, each ``>= 0``. Reading the clipped window
   and padding by these amounts gives exactly the requested window.
+- ``from_bounds(geotransform, bounds)`` is the smallest window of whole pixels of a
+  north-up grid that covers ``bounds`` (snapped outward, same pixel phase as the grid).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -104,3 +107,27 @@ def tile_grid(width: int, height: int, tile_width: int, tile_height: int) -> Ite
 def round_up(value: int, multiple: int) -> int:
     """Smallest multiple of ``multiple`` that is ``>= value`` (``multiple > 0``)."""
     return -(-value // multiple) * multiple
+
+
+def from_bounds(geotransform: Sequence[float], bounds: Sequence[float], tolerance: float = 1e-6) -> Window:
+    """The smallest window of whole pixels of a north-up grid that covers ``bounds``.
+
+    ``bounds`` is ``(xmin, ymin, xmax, ymax)``; with ``geotransform`` ``(x0, dx, 0, y0, 0, dy)``
+    (``dy < 0``) the window spans columns ``floor((xmin − x0)/dx)`` to
+    ``ceil((xmax − x0)/dx)`` and rows ``floor((y0 − ymax)/−dy)`` to
+    ``ceil((y0 − ymin)/−dy)``. A bound within ``tolerance`` pixels of a pixel edge counts
+    as on it, so that an extent taken from the grid itself does not gain a pixel from
+    rounding. The window may lie partly or wholly outside the grid (see :func:`clip`).
+    """
+    x0, dx, _, y0, _, dy = geotransform[:6]
+    xmin, ymin, xmax, ymax = bounds
+
+    def down(value: float) -> int:
+        return math.floor(value + tolerance)
+
+    def up(value: float) -> int:
+        return math.ceil(value - tolerance)
+
+    col_start, col_end = down((xmin - x0) / dx), up((xmax - x0) / dx)
+    row_start, row_end = down((ymax - y0) / dy), up((ymin - y0) / dy)
+    return Window(col_start, row_start, max(0, col_end - col_start), max(0, row_end - row_start))

@@ -5,19 +5,26 @@ Instead we make a virtual environment *on* that Python, with ``--system-site-pac
 so that GDAL's bindings (``osgeo``) and numpy of the system stay visible, and install the
 pinned TensorFlow into it. The worker then runs in that environment. Creating it again
 reuses what is there (pip skips satisfied requirements).
+
+The device decides the TensorFlow package: ``tensorflow-cpu`` for the CPU, and on Linux
+with an NVIDIA driver ``tensorflow[and-cuda]`` at the same pinned version (it brings the
+CUDA libraries as pip packages). ``auto`` picks CUDA when ``nvidia-smi`` runs and lists
+a GPU.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from otbtf_qgis.core.errors import CancelledError, DependencyError, InputError
 from otbtf_qgis.core.jobs.client import run_worker
@@ -25,6 +32,57 @@ from otbtf_qgis.core.jobs.worker import TENSORFLOW_REQUIREMENT
 from otbtf_qgis.core.progress import NullReporter, Reporter
 
 DEFAULT_REQUIREMENTS: tuple[str, ...] = tuple(TENSORFLOW_REQUIREMENT.split())
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = get_args(Device)
+#: A TensorFlow CPU requirement (``tensorflow-cpu==2.21.0``): the package name, then the version part.
+_TENSORFLOW_CPU = re.compile(r"^tensorflow[-_]cpu(?P<version>(?:[=<>!~].*)?)$", re.IGNORECASE)
+
+
+def nvidia_gpu_present() -> bool:
+    """Whether an NVIDIA driver is installed and sees a GPU: ``nvidia-smi -L`` runs and lists one."""
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return False
+    try:
+        done = subprocess.run([executable, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and any(line.startswith("GPU ") for line in done.stdout.splitlines())
+
+
+def resolve_device(device: str, platform: str | None = None) -> str:
+    """``cpu`` or ``cuda`` for the DEVICE choice ``device`` on ``platform`` (default: ``sys.platform``).
+
+    ``auto`` is ``cuda`` on Linux when :func:`nvidia_gpu_present`, else ``cpu``.
+
+    Raises:
+        InputError: an unknown device, or ``cuda`` outside Linux (parameter ``DEVICE``).
+    """
+    if device not in DEVICES:
+        raise InputError(f"'{device}' is not one of {', '.join(DEVICES)}.", "DEVICE")
+    platform = platform or sys.platform
+    linux = platform.startswith("linux")
+    if device == "auto":
+        return "cuda" if linux and nvidia_gpu_present() else "cpu"
+    if device == "cuda" and not linux:
+        raise InputError(f"TensorFlow's CUDA packages (tensorflow[and-cuda]) exist for Linux only, not for "
+                         f"'{platform}'. Choose DEVICE cpu (on Windows a GPU needs WSL2).", "DEVICE")
+    return device
+
+
+def device_requirements(requirements: Sequence[str], device: str) -> list[str]:
+    """``requirements`` for the resolved ``device``: for ``cuda``, ``tensorflow-cpu`` becomes ``tensorflow[and-cuda]``.
+
+    The version part is kept (``tensorflow-cpu==2.21.0`` → ``tensorflow[and-cuda]==2.21.0``);
+    other requirements are unchanged.
+    """
+    if device != "cuda":
+        return list(requirements)
+    result = []
+    for requirement in requirements:
+        match = _TENSORFLOW_CPU.match(requirement.strip())
+        result.append(f"tensorflow[and-cuda]{match['version']}" if match else requirement)
+    return result
 
 
 def venv_python(target: Path) -> Path:

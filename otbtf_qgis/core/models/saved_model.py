@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +219,25 @@ def concurrent_tiles() -> int:
     if per_tile and cores >= 2 and per_tile * CONCURRENT_TILES <= cores:
         return CONCURRENT_TILES
     return 1
+
+
+def gpu_devices() -> list[str]:
+    """The GPUs TensorFlow computes on, as device names (``/device:GPU:0``, ...); empty without a GPU."""
+    import tensorflow as tf
+
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
+
+
+@contextlib.contextmanager
+def on_device(device: str | None) -> Iterator[None]:
+    """Run the models called in the block (in this thread) on ``device``; TensorFlow's choice for ``None``."""
+    if device is None:
+        yield
+        return
+    import tensorflow as tf
+
+    with tf.device(device):
+        yield
 
 
 class TileFunction:

@@ -5,6 +5,7 @@
 - :mod:`~otbtf_qgis.core.serving.plan` — a config resolved against its rasters and model;
 - :mod:`~otbtf_qgis.core.serving.stream` — the reader, model and writer threads over the tiles;
 - :mod:`~otbtf_qgis.core.serving.output` — output writers, class palettes, region mosaics;
+- :mod:`~otbtf_qgis.core.serving.mask` — the MASK polygons rasterized onto the output grid;
 - :mod:`~otbtf_qgis.core.serving.modelserve` — the job: :func:`serve`, :func:`serve_region`.
 
 The config, :class:`ServeConfig`, lives with the other job configs

@@ -20,7 +20,7 @@ from otbtf_qgis.core.serving.stream import serve_plan
 
 
 def serve(config: ServeConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Serve the whole output grid into ``config.output`` (and the class map, if asked).
+    """Serve the output grid (or its part covering ``config.extent``) into ``config.output`` and/or the class map.
 
     Returns:
         The summary of :func:`~otbtf_qgis.core.serving.stream.serve_plan`.
@@ -30,7 +30,7 @@ def serve(config: ServeConfig, reporter: Reporter | None = None) -> dict[str, An
 
 def serve_region(config: ServeConfig, window: Window | None, output: str | os.PathLike[str],
                  reporter: Reporter | None = None, output_classes: str = "") -> dict[str, Any]:
-    """Serve one region of the output grid (``None``: all of it) into its own file.
+    """Serve one region of the output grid (``None``: all of it, or EXTENT's part) into its own file.
 
     The region's pixels are those of the whole run, bit for bit: the same tiles are
     computed. Region files mosaicked with

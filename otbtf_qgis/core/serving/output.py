@@ -20,6 +20,7 @@ from osgeo import gdal
 
 from otbtf_qgis.core.errors import InputError, RasterIOError
 from otbtf_qgis.core.io.raster import DEFAULT_CREATION_OPTIONS
+from otbtf_qgis.core.jobs.configs.modelserve import SCALED_TYPES
 
 #: GDAL block cache while serving (bytes), unless the user set GDAL_CACHEMAX.
 GDAL_CACHE_BYTES = 64 << 20
@@ -88,6 +89,39 @@ def cast_output(data: npt.NDArray[Any], dtype: np.dtype[Any]) -> npt.NDArray[Any
         rounded: npt.NDArray[Any] = np.clip(np.rint(data), limits.min, limits.max)
         return rounded.astype(dtype)
     return data.astype(dtype)
+
+
+def stored_type(output_type: str) -> np.dtype[Any]:
+    """The pixel type written for ``output_type`` (``scaled_uint8`` is stored as uint8)."""
+    return np.dtype(SCALED_TYPES[output_type][0] if output_type in SCALED_TYPES else output_type)
+
+
+def output_nodata(output_type: str, background: float) -> float:
+    """The nodata of an output of ``output_type``: BACKGROUND, or the reserved value of a scaled type."""
+    return float(SCALED_TYPES[output_type][2]) if output_type in SCALED_TYPES else background
+
+
+def output_scale(output_type: str) -> float | None:
+    """The band scale readers apply to a scaled type (``1 / factor``), ``None`` for the other types."""
+    return 1.0 / SCALED_TYPES[output_type][1] if output_type in SCALED_TYPES else None
+
+
+def to_output_type(data: npt.NDArray[Any], output_type: str) -> npt.NDArray[Any]:
+    """Model values as written for ``output_type``.
+
+    A scaled type stores ``round(value × factor)`` clipped to ``[0, nodata − 1]``, so a
+    value in [0, 1] reads back (× the band scale) within half a step (1/500 for
+    ``scaled_uint8``, 1/20000 for ``scaled_uint16``) and no value is taken for nodata.
+    Other types go through :func:`cast_output`.
+    """
+    if output_type not in SCALED_TYPES:
+        return cast_output(data, np.dtype(output_type))
+    stored, factor, nodata = SCALED_TYPES[output_type]
+    # In place on one float32 copy: the writer thread shares the cores with the model.
+    scaled: npt.NDArray[Any] = np.multiply(data, np.float32(factor), dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, nodata - 1, out=scaled)
+    return scaled.astype(stored)
 
 
 def merged_creation_options(user_options: Sequence[str]) -> list[str]:

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from otbtf_qgis.core.errors import InputError, ModelError
 from otbtf_qgis.core.io.pyotb_inputs import ScratchRasters, file_path
 from otbtf_qgis.core.io.raster import RasterInfo, raster_info, same_crs
-from otbtf_qgis.core.io.windows import Window, intersection, round_up, tile_grid
+from otbtf_qgis.core.io.windows import Window, from_bounds, intersection, round_up, tile_grid
 from otbtf_qgis.core.jobs.configs.modelserve import ServeConfig, parse_user_placeholders
 from otbtf_qgis.core.jobs.outputs import ensure_writable_parent
 from otbtf_qgis.core.models.saved_model import (
@@ -36,6 +36,7 @@ from otbtf_qgis.core.models.saved_model import (
     TensorInfo,
     TileFunction,
     concurrent_tiles,
+    gpu_devices,
     parse_constant,
 )
 from otbtf_qgis.core.progress import NullReporter, Reporter
@@ -48,7 +49,8 @@ from otbtf_qgis.core.serving.geometry import (
     footprint_length,
     rational,
 )
-from otbtf_qgis.core.serving.output import block_size, class_map_dtype, merged_creation_options
+from otbtf_qgis.core.serving.mask import ServingMask
+from otbtf_qgis.core.serving.output import block_size, class_map_dtype, merged_creation_options, stored_type
 
 #: Largest input tile side (pixels) of the automatic tile size. Big tiles are the main
 #: performance lever (the serving benchmark compares tile sizes), bounded here to bound memory.
@@ -115,7 +117,11 @@ class ServingPlan:
         self.geotransform = geometry.geotransform(sources[0].info.geotransform, config.fully_convolutional)
         self.crs_wkt = sources[0].info.crs_wkt
         self.uses_nodata = any(s.nodata is not None for s in sources)
-        self.workers = concurrent_tiles()
+        self.mask = ServingMask(config.mask, self.crs_wkt) if config.mask else None
+        self.extent_window = self._extent_window()
+        # One model worker per GPU, each on its own; without GPU, as many as the CPU threads were split for.
+        self.devices: list[str] = gpu_devices()
+        self.workers = len(self.devices) or concurrent_tiles()
         self.function: TileFunction = self._trace()
         self.output_bands: list[int] = self._probe_output_bands()
         self.scratch: ScratchRasters | None = None
@@ -133,6 +139,29 @@ class ServingPlan:
         self.close()
 
     # ----------------------------------------------------------------------------- setup
+    @property
+    def has_background(self) -> bool:
+        """Whether some output pixels may get BACKGROUND (nodata input or a MASK): the outputs then have a nodata."""
+        return self.uses_nodata or self.mask is not None
+
+    def _extent_window(self) -> Window | None:
+        """The window of the output grid covering EXTENT (``None`` without EXTENT).
+
+        Raises:
+            InputError: EXTENT misses the output grid.
+        """
+        if not self.config.extent:
+            return None
+        grid = self.geometry.window
+        window = intersection(from_bounds(self.geotransform, self.config.extent), grid)
+        if window is None or window.width <= 0 or window.height <= 0:
+            x0, dx, _, y0, _, dy = self.geotransform
+            covered = [x0, y0 + dy * grid.height, x0 + dx * grid.width, y0]
+            raise InputError(f"the extent {[float(f'{v:.6g}') for v in self.config.extent]} (xmin, ymin, xmax, ymax) "
+                             f"does not overlap the output grid, which covers {[float(f'{v:.6g}') for v in covered]}"
+                             " in the CRS of the first source. Give an extent inside it (in that CRS).", "EXTENT")
+        return window
+
     @property
     def batch(self) -> int:
         """Model batch per tile: 1 tile, or one patch per output pixel."""
@@ -199,12 +228,12 @@ class ServingPlan:
         return bands
 
     def region(self, window: Window | None) -> Window:
-        """``window`` clipped to the output grid (the whole grid for ``None``).
+        """``window`` clipped to the output grid and to EXTENT (the whole grid or EXTENT for ``None``).
 
         Raises:
-            InputError: the window is outside the grid (parameter ``REGION``).
+            InputError: the window is outside the grid, or outside EXTENT (parameter ``REGION``).
         """
-        grid = self.geometry.window
+        grid = self.geometry.window if self.extent_window is None else self.extent_window
         if window is None:
             return grid
         region = intersection(window, grid)
@@ -463,7 +492,7 @@ def prepare(config: ServeConfig, reporter: Reporter | None = None) -> ServingPla
     """Resolve ``config`` against its rasters and model, and trace the model for the tiles.
 
     Sources given as pyotb objects are written to temporary files beside ``config.output``
-    first; close the plan (:meth:`ServingPlan.close`) to remove them.
+    first (beside the class map when only it is written); close the plan (:meth:`ServingPlan.close`) to remove them.
 
     Raises:
         InputError: a setting does not fit the rasters or the model (the message names it).
@@ -471,10 +500,11 @@ def prepare(config: ServeConfig, reporter: Reporter | None = None) -> ServingPla
         RasterIOError: a source cannot be read or the output folder is not writable.
     """
     reporter = reporter or NullReporter()
-    ensure_writable_parent(Path(config.output), "OUTPUT")
+    if config.output:
+        ensure_writable_parent(Path(config.output), "OUTPUT")
     if config.output_classes:
         ensure_writable_parent(Path(config.output_classes), "OUTPUT_CLASSES")
-    scratch = ScratchRasters(Path(config.output).resolve().parent, reporter)
+    scratch = ScratchRasters(Path(config.output or config.output_classes).resolve().parent, reporter)
     try:
         files = dataclasses.replace(config, sources=tuple(
             dataclasses.replace(source, paths=scratch.paths(source.paths, "SOURCES")) for source in config.sources))
@@ -529,7 +559,7 @@ def _prepare_files(config: ServeConfig, reporter: Reporter) -> ServingPlan:
             nodata = source.nodata if source.nodata is not None else infos[0].common_nodata
         sources.append(SourcePlan(tuple(i.path for i in infos), tuple(i.bands for i in infos), placeholder, rf, nodata,
                                   info.dtype, infos[0]))
-    if any(s.nodata is not None for s in sources):
+    if any(s.nodata is not None for s in sources) or config.mask:
         _check_background(config)
     options = merged_creation_options(config.creation_options)
     blocks = block_size(options)
@@ -543,8 +573,8 @@ def _prepare_files(config: ServeConfig, reporter: Reporter) -> ServingPlan:
 
 
 def _check_background(config: ServeConfig) -> None:
-    dtype = np.dtype(config.output_type)
-    if dtype.kind in "iu":
+    dtype = stored_type(config.output_type)
+    if dtype.kind in "iu" and config.output_type == dtype.name:  # a scaled type has its own nodata
         limits = np.iinfo(dtype)
         if not (limits.min <= config.background <= limits.max and float(config.background).is_integer()):
             raise InputError(f"BACKGROUND {config.background:g} cannot be stored as {dtype.name}. Choose a value in "

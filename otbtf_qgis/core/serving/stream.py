@@ -10,11 +10,13 @@ GIL):
 - model threads run the traced model (edge tiles are padded to the regular tile shape,
   so the model is traced once) or skip it when every pixel of the tile is nodata
   (OTBTF skips a tile whose input is entirely nodata; such tiles are skipped here too,
-  and so are tiles whose pixels all fall on nodata). There are two when
+  and so are tiles whose pixels all fall on nodata or outside the MASK). There are two when
   TensorFlow's threads were split between two concurrent tiles
-  (:func:`~otbtf_qgis.core.models.saved_model.configure_threads`, done by the worker), else one;
+  (:func:`~otbtf_qgis.core.models.saved_model.configure_threads`, done by the worker), else
+  one; with GPUs, one per GPU, each running the model on its GPU;
 - a writer thread crops, casts and writes the tiles (and the class map), the nodata
-  pixels set to BACKGROUND (the output's nodata), flushing whole blocks as it goes.
+  pixels (and those outside the MASK) set to BACKGROUND (the output's nodata), flushing
+  whole blocks as it goes.
 
 Since whether a pixel is nodata depends on that pixel only, the output does not depend on
 the tile size, nodata included. The calling thread reports progress after each written
@@ -40,8 +42,17 @@ from osgeo import gdal
 
 from otbtf_qgis.core.io.raster import GeoTiffWriter, nodata_mask, open_raster, read_window, window_geotransform
 from otbtf_qgis.core.io.windows import Window, intersection
+from otbtf_qgis.core.models.saved_model import on_device
 from otbtf_qgis.core.progress import NullReporter, Reporter
-from otbtf_qgis.core.serving.output import band_descriptions, cast_output, class_legend, gdal_cache_limit
+from otbtf_qgis.core.serving.output import (
+    band_descriptions,
+    class_legend,
+    gdal_cache_limit,
+    output_nodata,
+    output_scale,
+    stored_type,
+    to_output_type,
+)
 from otbtf_qgis.core.serving.plan import ServingPlan, SourcePlan
 
 #: Tiles waiting between two stages: enough to keep each stage busy, bounded for memory.
@@ -85,9 +96,9 @@ def serve_plan(plan: ServingPlan, output: str | os.PathLike[str], window: Window
 
     Args:
         plan: From :func:`~otbtf_qgis.core.serving.plan.prepare`.
-        output: The GeoTIFF to write (published only when complete).
-        window: A region of the output grid, clipped to the grid; its pixels are
-            those of the whole grid's output.
+        output: The GeoTIFF to write (published only when complete); empty: only the class map.
+        window: A region of the output grid, clipped to the grid (and to the plan's
+            EXTENT); its pixels are those of the whole grid's output.
         output_classes: Optional class map GeoTIFF (argmax of the first output).
         reporter: Progress and cancel.
 
@@ -109,10 +120,14 @@ def serve_plan(plan: ServingPlan, output: str | os.PathLike[str], window: Window
     stats = _Stats()
     try:
         with gdal_cache_limit():
-            writers.append(output_writer(plan, Path(output), region, geotransform))
+            data_writer = classes_writer = None
+            if output:
+                data_writer = output_writer(plan, Path(output), region, geotransform)
+                writers.append(data_writer)
             if output_classes:
-                writers.append(class_writer(plan, Path(output_classes), region, geotransform))
-            _RegionStream(plan, region, writers, stats).run(tiles, reporter)
+                classes_writer = class_writer(plan, Path(output_classes), region, geotransform)
+                writers.append(classes_writer)
+            _RegionStream(plan, region, data_writer, classes_writer, stats).run(tiles, reporter)
             for writer in writers:
                 published.append(writer.finalize())
     except BaseException:
@@ -125,7 +140,7 @@ def serve_plan(plan: ServingPlan, output: str | os.PathLike[str], window: Window
     reporter.progress(1.0)
     seconds = time.perf_counter() - started
     return {
-        "output": str(output),
+        "output": str(output) if output else None,
         "output_classes": str(output_classes) if output_classes else None,
         "width": region.width,
         "height": region.height,
@@ -141,9 +156,13 @@ def serve_plan(plan: ServingPlan, output: str | os.PathLike[str], window: Window
         "fully_convolutional": plan.fully_convolutional,
         "tile_size": list(plan.tile_size),
         "model_workers": plan.workers,
+        "devices": list(plan.devices),
         "tiles": len(tiles),
         "skipped_tiles": stats.skipped,
-        "nodata": plan.config.background if plan.uses_nodata else None,
+        "nodata": output_nodata(plan.config.output_type, plan.config.background) if plan.has_background else None,
+        "output_type": plan.config.output_type,
+        "scale": output_scale(plan.config.output_type),
+        "mask": plan.config.mask or None,
         "seconds": round(seconds, 3),
         "read_seconds": round(stats.read, 3),
         "predict_seconds": round(stats.predict, 3),
@@ -157,9 +176,14 @@ def serve_plan(plan: ServingPlan, output: str | os.PathLike[str], window: Window
 def output_writer(plan: ServingPlan, path: Path, region: Window, geotransform: Sequence[float]) -> GeoTiffWriter:
     """The writer of the model outputs of ``region``: one band per output band, described."""
     descriptions = band_descriptions(plan.output_names, plan.output_bands, plan.model.metadata.class_names)
-    writer = GeoTiffWriter(path, region.width, region.height, sum(plan.output_bands), plan.config.output_type,
-                           geotransform, plan.crs_wkt, plan.config.background if plan.uses_nodata else None,
-                           plan.creation_options, descriptions, plan.config.cog, "OUTPUT")
+    output_type = plan.config.output_type
+    nodata = output_nodata(output_type, plan.config.background) if plan.has_background else None
+    writer = GeoTiffWriter(path, region.width, region.height, sum(plan.output_bands), stored_type(output_type),
+                           geotransform, plan.crs_wkt, nodata, plan.creation_options, descriptions, plan.config.cog,
+                           "OUTPUT")
+    scale = output_scale(output_type)
+    if scale is not None:
+        writer.set_scale(scale)
     writer.set_metadata(plan.provenance())
     return writer
 
@@ -167,7 +191,7 @@ def output_writer(plan: ServingPlan, path: Path, region: Window, geotransform: S
 def class_writer(plan: ServingPlan, path: Path, region: Window, geotransform: Sequence[float]) -> GeoTiffWriter:
     """The writer of the class map of ``region``: paletted, with the class names."""
     dtype = plan.classes_dtype
-    nodata = int(np.iinfo(dtype).max) if plan.uses_nodata else None
+    nodata = int(np.iinfo(dtype).max) if plan.has_background else None
     writer = GeoTiffWriter(path, region.width, region.height, 1, dtype, geotransform, plan.crs_wkt, nodata,
                            plan.creation_options, ["class"], plan.config.cog, "OUTPUT_CLASSES")
     metadata = plan.model.metadata
@@ -184,6 +208,8 @@ def open_sources(plan: ServingPlan) -> list[list[gdal.Dataset]]:
 def read_tile(plan: ServingPlan, datasets: list[list[gdal.Dataset]], tile: Window) -> TileInputs:
     """Model inputs of output ``tile`` (padded to the regular shape) and its nodata pixels.
 
+    Pixels outside the plan's MASK count as nodata; a tile wholly outside it is not read.
+
     Args:
         plan: The plan being served.
         datasets: From :meth:`open_sources`.
@@ -192,6 +218,11 @@ def read_tile(plan: ServingPlan, datasets: list[list[gdal.Dataset]], tile: Windo
     regular = Window(tile.col_off, tile.row_off, *plan.tile_size)
     arrays = []
     nodata: npt.NDArray[np.bool_] | None = None
+    if plan.mask is not None:
+        outside = ~plan.mask.inside(plan.geotransform, tile)
+        if outside.all():
+            return TileInputs(None, outside)
+        nodata = outside
     for index, (source, files) in enumerate(zip(plan.sources, datasets, strict=True)):
         if plan.fully_convolutional:
             window = plan.geometry.input_window(index, regular)
@@ -218,10 +249,13 @@ def read_tile(plan: ServingPlan, datasets: list[list[gdal.Dataset]], tile: Windo
 class _RegionStream:
     """The threads that serve one region of a plan into its writers."""
 
-    def __init__(self, plan: ServingPlan, region: Window, writers: list[GeoTiffWriter], stats: _Stats) -> None:
+    def __init__(self, plan: ServingPlan, region: Window, data_writer: GeoTiffWriter | None,
+                 classes_writer: GeoTiffWriter | None, stats: _Stats) -> None:
         self.plan = plan
         self.region = region
-        self.writers = writers
+        self.data_writer = data_writer
+        self.classes_writer = classes_writer
+        self.writers = [w for w in (data_writer, classes_writer) if w is not None]
         self.stats = stats
 
     def run(self, tiles: list[Window], reporter: Reporter) -> None:
@@ -232,8 +266,9 @@ class _RegionStream:
         stop = threading.Event()
         reader = threading.Thread(target=self._read_loop, args=(tiles, read_queue, stop),
                                   name="otbtf-serve-read", daemon=True)
-        models = [threading.Thread(target=self._predict_loop, args=(read_queue, write_queue, stop),
-                                   name=f"otbtf-serve-model-{k}", daemon=True) for k in range(plan.workers)]
+        devices: list[str | None] = [*plan.devices] or [None] * plan.workers
+        models = [threading.Thread(target=self._predict_loop, args=(read_queue, write_queue, stop, device),
+                                   name=f"otbtf-serve-model-{k}", daemon=True) for k, device in enumerate(devices)]
         writer = threading.Thread(target=self._write_loop, args=(write_queue, stop),
                                   name="otbtf-serve-write", daemon=True)
         threads = [reader, *models, writer]
@@ -260,8 +295,9 @@ class _RegionStream:
                 _drain(write_queue)
                 thread.join()
 
-    def _predict_loop(self, source: queue.Queue[Any], target: queue.Queue[Any], stop: threading.Event) -> None:
-        """One model worker: inputs from the reader, outputs to the writer (tiles in any order)."""
+    def _predict_loop(self, source: queue.Queue[Any], target: queue.Queue[Any], stop: threading.Event,
+                      device: str | None = None) -> None:
+        """One model worker (on ``device``, if given): inputs from the reader, outputs to the writer (any order)."""
         stats = self.stats
         try:
             while True:
@@ -278,7 +314,8 @@ class _RegionStream:
                 outputs = None
                 if inputs.arrays is not None:
                     started = time.perf_counter()
-                    outputs = self.plan.function(*inputs.arrays)
+                    with on_device(device):
+                        outputs = self.plan.function(*inputs.arrays)
                     stats.predict += time.perf_counter() - started
                 _put(target, (tile, outputs, inputs.nodata), stop, stats)
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
@@ -321,10 +358,11 @@ class _RegionStream:
                 part = intersection(tile, region)
                 assert part is not None  # tiles cover the region
                 inside = part.relative_to(tile).slices()
-                data, classes = self._tile_rasters(tile, outputs, nodata, len(writers) > 1)
-                writers[0].write(part.relative_to(region), data[inside])
-                if classes is not None:
-                    writers[1].write(part.relative_to(region), classes[inside])
+                data, classes = self._tile_rasters(tile, outputs, nodata)
+                if data is not None and self.data_writer is not None:
+                    self.data_writer.write(part.relative_to(region), data[inside])
+                if classes is not None and self.classes_writer is not None:
+                    self.classes_writer.write(part.relative_to(region), classes[inside])
                 if aligned:
                     for writer in writers:
                         if writer.dataset is not None:
@@ -349,22 +387,27 @@ class _RegionStream:
         return (tile_x % block_x == 0 or tile_x >= region.width) and (tile_y % block_y == 0 or tile_y >= region.height)
 
     def _tile_rasters(self, tile: Window, outputs: list[npt.NDArray[Any]] | None,
-                      nodata: npt.NDArray[np.bool_] | None, with_classes: bool
-                      ) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
-        """The output pixels of ``tile`` (cropped, cast, background where ``nodata``) and, if asked, its class map."""
+                      nodata: npt.NDArray[np.bool_] | None
+                      ) -> tuple[npt.NDArray[Any] | None, npt.NDArray[Any] | None]:
+        """The output pixels of ``tile`` (cropped, cast, background where ``nodata``) and its class map, as written."""
         plan = self.plan
-        dtype = np.dtype(plan.config.output_type)
+        output_type = plan.config.output_type
+        dtype = stored_type(output_type)
+        background = np.asarray(output_nodata(output_type, plan.config.background), dtype)
+        with_data, with_classes = self.data_writer is not None, self.classes_writer is not None
         classes_dtype = plan.classes_dtype
         no_class = np.iinfo(classes_dtype).max
         shape = (tile.height, tile.width)
         if outputs is None:
-            background = np.full((*shape, sum(plan.output_bands)), plan.config.background, dtype)
-            return (background, np.full(shape, no_class, classes_dtype) if with_classes else None)
+            return (np.full((*shape, sum(plan.output_bands)), background, dtype) if with_data else None,
+                    np.full(shape, no_class, classes_dtype) if with_classes else None)
         planes = [self._as_image(array)[:tile.height, :tile.width] for array in outputs]
-        data = cast_output(planes[0] if len(planes) == 1 else np.concatenate(planes, axis=2), dtype)
+        data = (to_output_type(planes[0] if len(planes) == 1 else np.concatenate(planes, axis=2), output_type)
+                if with_data else None)
         classes = np.argmax(planes[0], axis=2).astype(classes_dtype) if with_classes else None
         if nodata is not None:
-            data = np.where(nodata[:, :, None], np.asarray(plan.config.background, dtype), data)
+            if data is not None:
+                data = np.where(nodata[:, :, None], background, data)
             if classes is not None:
                 classes[nodata] = no_class
         return (data, classes)

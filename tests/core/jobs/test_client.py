@@ -153,3 +153,4 @@ def test_environment_info_reports_tensorflow():
     result = run_worker(PYTHON, "environmentinfo", {})
     assert result["tensorflow"].startswith("2.21")
     assert any(d["type"] == "CPU" for d in result["tensorflow_devices"])
+    assert result["gpus"] == []  # these machines have no GPU

@@ -110,3 +110,93 @@ def test_the_worker_pins_are_those_of_requirements_txt_and_the_readme():
     pins = [line.split("#")[0].strip() for line in lines]
     assert sorted(p for p in pins if p) == sorted(DEFAULT_REQUIREMENTS)
     assert f"pip install {' '.join(DEFAULT_REQUIREMENTS)}" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------------ devices
+
+
+class FakeNvidiaSmi:
+    """``subprocess.run`` of an ``nvidia-smi -L`` that prints ``stdout`` and exits with ``returncode``."""
+
+    def __init__(self, returncode: int, stdout: str) -> None:
+        self.returncode, self.stdout = returncode, stdout
+        self.commands: list[list[str]] = []
+
+    def __call__(self, command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        self.commands.append(command)
+        return subprocess.CompletedProcess(command, self.returncode, self.stdout, "")
+
+
+@pytest.mark.parametrize(("which", "returncode", "stdout", "expected"), [
+    ("/usr/bin/nvidia-smi", 0, "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-1234)\n", True),
+    ("/usr/bin/nvidia-smi", 9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n",
+     False),
+    ("/usr/bin/nvidia-smi", 0, "No devices were found\n", False),
+    (None, 0, "", False),
+])
+def test_nvidia_gpu_detection(monkeypatch, which, returncode, stdout, expected):
+    from otbtf_qgis.core.jobs import environment
+
+    fake = FakeNvidiaSmi(returncode, stdout)
+    monkeypatch.setattr(environment.shutil, "which", lambda name: which if name == "nvidia-smi" else None)
+    monkeypatch.setattr(environment.subprocess, "run", fake)
+    assert environment.nvidia_gpu_present() is expected
+    assert fake.commands == ([["/usr/bin/nvidia-smi", "-L"]] if which else [])
+
+
+def test_nvidia_smi_that_cannot_start_means_no_gpu(monkeypatch):
+    from otbtf_qgis.core.jobs import environment
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(environment.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(environment.subprocess, "run", fail)
+    assert environment.nvidia_gpu_present() is False
+
+
+@pytest.mark.parametrize(("device", "platform", "gpu", "expected"), [
+    ("auto", "linux", True, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
+    ("auto", "linux", False, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
+    ("auto", "win32", True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
+    ("auto", "darwin", True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
+    ("cpu", "linux", True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
+    ("cuda", "linux", False, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
+])
+def test_pip_requirements_for_each_device_and_platform(monkeypatch, device, platform, gpu, expected):
+    from otbtf_qgis.core.jobs import environment
+
+    monkeypatch.setattr(environment, "nvidia_gpu_present", lambda: gpu)
+    resolved = environment.resolve_device(device, platform)
+    assert environment.device_requirements(DEFAULT_REQUIREMENTS, resolved) == expected
+
+
+@pytest.mark.parametrize("platform", ["win32", "darwin"])
+def test_cuda_outside_linux_is_an_error(platform):
+    from otbtf_qgis.core.jobs.environment import resolve_device
+
+    with pytest.raises(InputError) as error:
+        resolve_device("cuda", platform)
+    assert str(error.value) == (f"DEVICE: TensorFlow's CUDA packages (tensorflow[and-cuda]) exist for Linux only, not "
+                                f"for '{platform}'. Choose DEVICE cpu (on Windows a GPU needs WSL2).")
+    with pytest.raises(InputError, match=r"^DEVICE: 'gpu' is not one of auto, cpu, cuda"):
+        resolve_device("gpu", platform)
+
+
+def test_cuda_keeps_the_version_of_any_tensorflow_cpu_requirement():
+    from otbtf_qgis.core.jobs.environment import device_requirements
+
+    assert device_requirements(["tensorflow_cpu>=2.20,<2.22", "rasterio"], "cuda") == [
+        "tensorflow[and-cuda]>=2.20,<2.22", "rasterio"]
+    assert device_requirements(["tensorflow-cpu"], "cuda") == ["tensorflow[and-cuda]"]
+    assert device_requirements(["tensorflow-cpu==2.21.0"], "cpu") == ["tensorflow-cpu==2.21.0"]
+
+
+def test_gpu_summary():
+    from otbtf_qgis.core.jobs.configs.environmentinfo import gpu_summary
+
+    assert gpu_summary([]) == "none"
+    assert gpu_summary([
+        {"name": "/physical_device:GPU:0", "model": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"},
+        {"name": "/physical_device:GPU:1", "model": "", "compute_capability": None},
+    ]) == "/physical_device:GPU:0 (NVIDIA A100-SXM4-40GB, compute capability 8.0), /physical_device:GPU:1"

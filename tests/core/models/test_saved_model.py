@@ -58,3 +58,20 @@ def test_signature_inspection(valid_model):
     function = model.tile_function([("input_xs", (1, 20, 22, 3), "float32")], {}, ["features"])
     (features,) = function(np.zeros((1, 20, 22, 3), np.float32))
     assert features.shape == (1, 14, 16, 3)
+
+
+@pytest.mark.parametrize(("gpus", "split"), [([], True), (["/physical_device:GPU:0"], False)])
+def test_threads_are_split_between_tiles_only_without_a_gpu(monkeypatch, gpus, split):
+    import tensorflow as tf
+
+    from otbtf_qgis.core.models import saved_model
+
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(saved_model.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads",
+                        lambda n: calls.append(("intra", n)))
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads",
+                        lambda n: calls.append(("inter", n)))
+    saved_model.configure_threads(2)
+    assert calls == ([("intra", 4), ("inter", 2)] if split else [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -554,3 +555,37 @@ def test_concurrent_model_workers_give_the_same_output(unet_model, tmp_path):
     skipped = classes == 255  # the class map's nodata, where tiles were all nodata
     assert skipped.any() and (values[skipped] == 0).all()
     np.testing.assert_array_equal(classes[~skipped], np.argmax(values, axis=2)[~skipped])
+
+
+def test_one_model_worker_per_gpu_each_on_its_device(unet_model, tmp_path, monkeypatch):
+    """No GPU here: two workers on the one CPU device, named as GPUs would be, give the same output."""
+    import contextlib
+    import threading
+
+    from otbtf_qgis.core.models import saved_model
+    from otbtf_qgis.core.serving import plan as plan_module
+    from otbtf_qgis.core.serving import stream
+
+    folder, _ = unet_model
+    data = np.random.default_rng(9).integers(1, 1000, size=(130, 150, 4)).astype(np.uint16)
+    path = make_raster(tmp_path / "xs.tif", data, GT)
+    config = ServeConfig(sources=(SourceConfig((str(path),)),), model=str(folder), output=str(tmp_path / "cpu.tif"),
+                         tile_size=16)
+    cpu = serve(config)
+    assert cpu["devices"] == []
+    devices = ["/device:CPU:0", "/job:localhost/replica:0/task:0/device:CPU:0"]  # two names of the one CPU
+    monkeypatch.setattr(plan_module, "gpu_devices", lambda: devices)
+    used: list[tuple[str | None, str]] = []
+
+    @contextlib.contextmanager
+    def recording(device):
+        used.append((device, threading.current_thread().name))
+        with saved_model.on_device(device):
+            yield
+
+    monkeypatch.setattr(stream, "on_device", recording)
+    result = serve(dataclasses.replace(config, output=str(tmp_path / "gpus.tif")))
+    assert result["model_workers"] == 2 and result["devices"] == devices
+    assert {device for device, _ in used} == set(devices) and len(used) == result["tiles"] == 56
+    assert {thread for device, thread in used if device == devices[0]} == {"otbtf-serve-model-0"}
+    np.testing.assert_array_equal(read(tmp_path / "gpus.tif")[0], read(tmp_path / "cpu.tif")[0])

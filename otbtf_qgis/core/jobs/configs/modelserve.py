@@ -20,8 +20,16 @@ from typing import Literal, get_args
 from otbtf_qgis.core.errors import InputError
 from otbtf_qgis.core.jobs.params import RasterInput, list_items, parse_nodata, parse_size, per_source
 
-OutputType = Literal["float32", "float64", "uint8", "uint16", "int16", "int32", "uint32"]
+OutputType = Literal["float32", "float64", "uint8", "uint16", "int16", "int32", "uint32", "scaled_uint8",
+                     "scaled_uint16"]
 OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
+#: Scaled output types (for probabilities in [0, 1]): stored type, factor applied before
+#: rounding, and the nodata value outside the stored range. GDAL and QGIS read
+#: ``stored × scale`` with ``scale = 1 / factor`` (the band's scale metadata).
+SCALED_TYPES: dict[str, tuple[str, int, int]] = {
+    "scaled_uint8": ("uint8", 250, 255),
+    "scaled_uint16": ("uint16", 10000, 65535),
+}
 #: A GDAL creation option: ``KEY=VALUE``, no space in either.
 CREATION_OPTION = re.compile(r"^\s*[A-Za-z0-9_]+\s*=\s*\S+\s*$")
 
@@ -90,7 +98,7 @@ class ServeConfig:
     Attributes:
         sources: The sources, in the order of the model inputs they feed.
         model: The SavedModel folder.
-        output: The output GeoTIFF.
+        output: The output GeoTIFF; empty when only the class map (``output_classes``) is wanted.
         output_names: Model outputs to write, stacked as bands; empty: the model's default.
         expression_field: ``(x, y)`` or ``(size,)`` output pixels the model produces for an
             input of the receptive field; empty: from the model.
@@ -100,16 +108,21 @@ class ServeConfig:
             0 picks it automatically.
         background: Output value (and nodata) of the pixels whose input is nodata.
         user_placeholders: Extra scalar model inputs, ``name=value``.
-        output_type: Data type of the output raster.
+        output_type: Data type of the output raster; ``scaled_uint8``/``scaled_uint16`` store values in
+            [0, 1] scaled (see :data:`SCALED_TYPES`), with the band scale to read them back.
         creation_options: GDAL GTiff creation options replacing the defaults key by key.
         cog: Write a Cloud Optimized GeoTIFF.
         output_classes: Optional class map (argmax of the first output, uint8, with a palette).
+        extent: ``(xmin, ymin, xmax, ymax)`` in the output grid's CRS: serve only the output
+            pixels covering it (snapped outward to whole pixels of the grid); empty: all.
+        mask: A polygon layer (``path`` or ``path|layername=name``): output pixels whose
+            centre is outside its polygons get BACKGROUND, tiles with none inside are skipped.
     """
 
     sources: tuple[SourceConfig, ...] = field(metadata={
         "param": "SOURCES", "help": 'sources as JSON objects: {"paths": ["a.tif"], "receptive_field": [64]}'})
     model: str = field(metadata={"param": "MODEL", "help": "SavedModel folder"})
-    output: str = field(metadata={"param": "OUTPUT", "help": "output GeoTIFF"})
+    output: str = field(metadata={"param": "OUTPUT", "help": "output GeoTIFF; empty: only the class map"})
     output_names: tuple[str, ...] = field(default=(), metadata={
         "param": "OUTPUT_NAMES", "help": "model outputs to write (stacked as bands); empty: the model's default"})
     expression_field: tuple[int, ...] = field(default=(), metadata={
@@ -131,14 +144,19 @@ class ServeConfig:
     cog: bool = field(default=False, metadata={"param": "COG", "help": "write a Cloud Optimized GeoTIFF"})
     output_classes: str = field(default="", metadata={
         "param": "OUTPUT_CLASSES", "help": "optional class map (argmax of the first output)"})
+    extent: tuple[float, ...] = field(default=(), metadata={
+        "param": "EXTENT", "help": "xmin ymin xmax ymax in the output CRS: serve only this part; empty: all"})
+    mask: str = field(default="", metadata={
+        "param": "MASK", "help": "polygon layer (path or path|layername=x): serve only inside its polygons"})
 
     def __post_init__(self) -> None:
         if not self.sources:
             raise InputError("give at least one source raster.", "SOURCES")
         if not self.model:
             raise InputError("give the SavedModel folder.", "MODEL")
-        if not self.output:
-            raise InputError("give the output raster file.", "OUTPUT")
+        if not self.output and not self.output_classes:
+            raise InputError("give the output raster file (OUTPUT), the class map (OUTPUT_CLASSES) or both.",
+                             "OUTPUT")
         if self.expression_field and (len(self.expression_field) not in (1, 2) or min(self.expression_field) <= 0):
             raise InputError(f"expression field {list(self.expression_field)} is not one or two positive integers.",
                              "EFIELD")
@@ -150,6 +168,18 @@ class ServeConfig:
             raise InputError("the class map must be a different file from OUTPUT.", "OUTPUT_CLASSES")
         if self.output_type not in OUTPUT_TYPES:
             raise InputError(f"'{self.output_type}' is not one of {', '.join(OUTPUT_TYPES)}.", "OUTPUT_TYPE")
+        if self.output_type in SCALED_TYPES and self.background != 0:
+            stored, _, nodata = SCALED_TYPES[self.output_type]
+            raise InputError(f"BACKGROUND {self.background:g} cannot be used with OUTPUT_TYPE {self.output_type}: its "
+                             f"pixels without a value are {stored} {nodata} (the band's nodata). Leave BACKGROUND at "
+                             "0, or choose an unscaled OUTPUT_TYPE.", "BACKGROUND")
+        if self.extent:
+            if len(self.extent) != 4:
+                raise InputError(f"the extent {list(self.extent)} is not 4 numbers xmin, ymin, xmax, ymax.", "EXTENT")
+            xmin, ymin, xmax, ymax = self.extent
+            if not (xmin < xmax and ymin < ymax):
+                raise InputError(f"the extent {list(self.extent)} is empty: give xmin < xmax and ymin < ymax.",
+                                 "EXTENT")
         parse_user_placeholders(self.user_placeholders)
         for option in self.creation_options:
             if not CREATION_OPTION.match(option):
@@ -168,14 +198,16 @@ def serve_config_from_text(sources: list[str], model: str, output: str, *, rfiel
                            output_names: str = "", efield: str = "", fully_convolutional: bool = True,
                            spacing_scale: float = 1.0, tile_size: int = 0, nodata: str = "",
                            background: float = 0.0, user_placeholders: str = "", output_type: str = "float32",
-                           creation_options: str = "", cog: bool = False, output_classes: str = "") -> ServeConfig:
+                           creation_options: str = "", cog: bool = False, output_classes: str = "",
+                           extent: tuple[float, ...] = (), mask: str = "") -> ServeConfig:
     """Build a :class:`ServeConfig` from the text parameters of ``otbtf:modelserve``.
 
     Lists follow the one grammar of :mod:`otbtf_qgis.core.jobs.params`: ``rfields``
     (``"64;32x32"``), ``placeholders`` and ``nodata`` are per-source lists (one value of
     RFIELDS or NODATA applies to every source; an empty entry takes the model's or the
     raster's default); ``output_names``, ``user_placeholders`` and ``creation_options``
-    are lists.
+    are lists. ``extent`` is ``(xmin, ymin, xmax, ymax)`` in the first source's CRS, ``mask``
+    a polygon layer path.
 
     Raises:
         InputError: naming the parameter whose text cannot be used.
@@ -202,4 +234,6 @@ def serve_config_from_text(sources: list[str], model: str, output: str, *, rfiel
         creation_options=tuple(list_items(creation_options)),
         cog=cog,
         output_classes=output_classes,
+        extent=tuple(float(v) for v in extent),
+        mask=mask,
     )
