@@ -62,6 +62,7 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
     COG = "COG"
     OUTPUT = "OUTPUT"
     OUTPUT_CLASSES = "OUTPUT_CLASSES"
+    SCHEDULER = "SCHEDULER"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 - QGIS API name
         """Declare the parameters (rarely needed ones are advanced)."""
@@ -111,10 +112,23 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
                 self.tr(f"GeoTIFF creation options, KEY=VALUE ({LIST_HINT}), e.g. COMPRESS=LZW, PREDICTOR=3 "
                         "(default: tiled, ZSTD level 1)"), defaultValue="", optional=True),
             QgsProcessingParameterBoolean(self.COG, self.tr("Cloud Optimized GeoTIFF"), defaultValue=False),
+            self._scheduler_parameter(),
         ]
         for parameter in advanced:
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
+
+    def _scheduler_parameter(self) -> QgsProcessingParameterString:
+        parameter = QgsProcessingParameterString(
+            self.SCHEDULER, self.tr("Dask scheduler (empty: this process; local:N; tcp://host:port)"),
+            defaultValue="", optional=True)
+        parameter.setHelp(self.tr(
+            "Where to compute. Empty: in one process. local:N: N Dask worker processes on this machine, each "
+            "computing regions of the output on its share of the cores. tcp://host:port: the workers of a running "
+            "Dask cluster, which must see the sources, the model and the output folder under the same paths and "
+            "run the same versions of otbtf_qgis and TensorFlow. The outputs are the same; a job run again after a "
+            "failure or cancel reuses the regions already computed."))
+        return parameter
 
     def build_config(self, parameters: dict[str, Any], context: QgsProcessingContext,
                      feedback: QgsProcessingFeedback | None) -> ServeConfig:
@@ -146,6 +160,7 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
                 creation_options=self.parameterAsString(parameters, self.CREATION_OPTIONS, context),
                 cog=self.parameterAsBoolean(parameters, self.COG, context),
                 output_classes=classes,
+                scheduler=self.parameterAsString(parameters, self.SCHEDULER, context),
             )
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
@@ -159,4 +174,7 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
             f"{', '.join(result['output_names'])}; {result['tiles']} tiles of "
             f"{result['tile_size'][0]}x{result['tile_size'][1]} ({result['skipped_tiles']} all nodata) in "
             f"{result['seconds']:.1f} s")
+        if "regions" in result:
+            feedback.pushInfo(f"{result['regions']} regions on {result['workers']} Dask worker(s), "
+                              f"{result['regions_reused']} reused from an earlier run")
         return {self.OUTPUT: config.output, self.OUTPUT_CLASSES: config.output_classes or None}

@@ -24,6 +24,38 @@ OutputType = Literal["float32", "float64", "uint8", "uint16", "int16", "int32", 
 OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
 #: A GDAL creation option: ``KEY=VALUE``, no space in either.
 CREATION_OPTION = re.compile(r"^\s*[A-Za-z0-9_]+\s*=\s*\S+\s*$")
+#: A Dask scheduler address: ``protocol://location`` (``tcp://host:8786``, ``tls://...``) or ``host:port``.
+SCHEDULER_ADDRESS = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://[^\s/]\S*|[A-Za-z0-9_.-]+:\d+)$")
+#: The forms SCHEDULER accepts, for error messages.
+SCHEDULER_FORMS = ("local:N (N >= 1 worker processes on this machine), a Dask scheduler address such as "
+                   "tcp://host:8786, or nothing to serve in this process")
+
+
+def local_workers(scheduler: str) -> int | None:
+    """The worker count of ``local:N``; ``None`` for a scheduler address or no scheduler.
+
+    SCHEDULER is empty (serve in this process), ``local:N`` (a cluster of N worker
+    processes started on this machine for the job) or the address of a running Dask
+    scheduler (``tcp://host:8786``; ``host:port`` means ``tcp://``).
+
+    Raises:
+        InputError: naming ``SCHEDULER``, the value and the accepted forms.
+    """
+    text = scheduler.strip()
+    if not text:
+        return None
+    kind, _, count = text.partition(":")
+    if kind.lower() == "local":
+        if count.isascii() and count.isdigit():
+            if int(count) >= 1:
+                return int(count)
+            raise InputError(f"'{scheduler}' starts no worker: give local:N with N >= 1 (e.g. local:2). "
+                             f"Accepted: {SCHEDULER_FORMS}.", "SCHEDULER")
+        raise InputError(f"'{scheduler}' is not local:N with a whole number N >= 1 (e.g. local:2). "
+                         f"Accepted: {SCHEDULER_FORMS}.", "SCHEDULER")
+    if not SCHEDULER_ADDRESS.match(text):
+        raise InputError(f"'{scheduler}' is not a scheduler. Accepted: {SCHEDULER_FORMS}.", "SCHEDULER")
+    return None
 
 
 def parse_user_placeholders(items: tuple[str, ...] | list[str] | str) -> dict[str, str]:
@@ -104,6 +136,10 @@ class ServeConfig:
         creation_options: GDAL GTiff creation options replacing the defaults key by key.
         cog: Write a Cloud Optimized GeoTIFF.
         output_classes: Optional class map (argmax of the first output, uint8, with a palette).
+        scheduler: Where to compute: empty, this process; ``local:N``, N Dask worker
+            processes on this machine; a Dask scheduler address (``tcp://host:8786``), the
+            workers of that cluster, which must see the same paths (shared storage). See
+            :func:`local_workers` and :mod:`otbtf_qgis.core.serving.distributed`.
     """
 
     sources: tuple[SourceConfig, ...] = field(metadata={
@@ -131,6 +167,9 @@ class ServeConfig:
     cog: bool = field(default=False, metadata={"param": "COG", "help": "write a Cloud Optimized GeoTIFF"})
     output_classes: str = field(default="", metadata={
         "param": "OUTPUT_CLASSES", "help": "optional class map (argmax of the first output)"})
+    scheduler: str = field(default="", metadata={
+        "param": "SCHEDULER", "help": "empty: this process; local:N: N Dask worker processes on this machine; "
+                                      "tcp://host:port: a Dask cluster whose workers see the same paths"})
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -155,6 +194,7 @@ class ServeConfig:
             if not CREATION_OPTION.match(option):
                 raise InputError(f"'{option}' is not KEY=VALUE (e.g. COMPRESS=LZW); separate several options with "
                                  "commas or semicolons.", "CREATION_OPTIONS")
+        local_workers(self.scheduler)
 
     @property
     def expression_field_xy(self) -> tuple[int, int] | None:
@@ -168,14 +208,15 @@ def serve_config_from_text(sources: list[str], model: str, output: str, *, rfiel
                            output_names: str = "", efield: str = "", fully_convolutional: bool = True,
                            spacing_scale: float = 1.0, tile_size: int = 0, nodata: str = "",
                            background: float = 0.0, user_placeholders: str = "", output_type: str = "float32",
-                           creation_options: str = "", cog: bool = False, output_classes: str = "") -> ServeConfig:
+                           creation_options: str = "", cog: bool = False, output_classes: str = "",
+                           scheduler: str = "") -> ServeConfig:
     """Build a :class:`ServeConfig` from the text parameters of ``otbtf:modelserve``.
 
     Lists follow the one grammar of :mod:`otbtf_qgis.core.jobs.params`: ``rfields``
     (``"64;32x32"``), ``placeholders`` and ``nodata`` are per-source lists (one value of
     RFIELDS or NODATA applies to every source; an empty entry takes the model's or the
     raster's default); ``output_names``, ``user_placeholders`` and ``creation_options``
-    are lists.
+    are lists; ``scheduler`` is one value (surrounding spaces ignored).
 
     Raises:
         InputError: naming the parameter whose text cannot be used.
@@ -202,4 +243,5 @@ def serve_config_from_text(sources: list[str], model: str, output: str, *, rfiel
         creation_options=tuple(list_items(creation_options)),
         cog=cog,
         output_classes=output_classes,
+        scheduler=scheduler.strip(),
     )
