@@ -129,7 +129,7 @@ def test_config_scheduler(qgis_app, layers_folder: Path, tmp_path: Path):
     assert build_config("modelserve", **params).scheduler == ""
     assert build_config("modelserve", SCHEDULER=" local:2 ", **params).scheduler == "local:2"
     assert build_config("modelserve", SCHEDULER="tcp://10.0.0.5:8786", **params).scheduler == "tcp://10.0.0.5:8786"
-    with pytest.raises(QgsProcessingException, match="^SCHEDULER: 'local:0' starts no worker: give local:N"):
+    with pytest.raises(QgsProcessingException, match=r"^SCHEDULER: 'local:0' starts no worker: give local:N"):
         build_config("modelserve", SCHEDULER="local:0", **params)
 
 

@@ -7,16 +7,18 @@
 the sources, the model and the output folder under the same paths (shared storage), and
 run the same versions of otbtf_qgis and TensorFlow as this client (checked).
 
-The client resolves the job on one worker (which keeps the plan), cuts the grid into
-regions of whole tiles (:mod:`~otbtf_qgis.core.serving.regions`) and submits one task per
-region not yet complete. A worker prepares the model once per job and reuses it for all
-its regions; TensorFlow's threads are set from the cores the worker shares with the other
-workers of its machine. Each region is written atomically into the job's hidden region
-folder beside the output; Dask reruns the tasks of a worker that dies on another one.
-Progress follows the regions as they complete; cancel (or an error) cancels the tasks and
-publishes nothing, leaving the complete regions for the next run of the same job. Finally
-the region files are mosaicked into OUTPUT and OUTPUT_CLASSES exactly as a single-process
-run writes them, and the region folder is removed.
+The client prepares the job on every worker (each keeps its plan: the model loaded and
+traced once per job), cuts the grid into regions of whole tiles
+(:mod:`~otbtf_qgis.core.serving.regions`) and submits one task per region not yet
+complete. A worker serves as many regions at a time as it has threads (two for
+``local:N``: one region computes while the other reads or writes); TensorFlow gets the
+cores the worker shares with the other workers of its machine, divided among its threads.
+Each region is written atomically into the job's hidden region folder beside the output;
+Dask reruns the tasks of a worker that dies on another one. Progress follows the regions
+as they complete; cancel (or an error) cancels the tasks and publishes nothing, leaving
+the complete regions for the next run of the same job. Finally the region files are
+mosaicked into OUTPUT and OUTPUT_CLASSES exactly as a single-process run writes them, and
+the region folder is removed.
 """
 
 from __future__ import annotations
@@ -57,12 +59,15 @@ if TYPE_CHECKING:
 
     from otbtf_qgis.core.serving.plan import ServingPlan
 
+#: Regions a worker of ``local:N`` serves at once: one computes while another reads or writes
+#: (a region's first read and last write leave the model idle), which is faster than one.
+TASKS_PER_WORKER = 2
 #: Seconds to reach a scheduler given by address.
 CONNECT_TIMEOUT = 10.0
 #: Seconds to wait for the first worker of a cluster given by address.
 WORKER_TIMEOUT = 60.0
 #: Regions wished per worker: enough to balance the load and lose little to a dead worker.
-REGIONS_PER_WORKER = 4
+REGIONS_PER_WORKER = 8
 #: Most output pixels in one region (~5 s of one 2-core machine at 14 Mpix/s).
 MAX_REGION_PIXELS = 64 << 20
 _POLL_SECONDS = 0.05
@@ -119,12 +124,13 @@ _PLANS: dict[str, ServingPlan] = {}
 _PLANS_LOCK = threading.Lock()
 
 
-def _configure_tensorflow(cores: int) -> int | None:
-    """Give TensorFlow the worker's share of the cores; return the tiles to compute at once.
+def _configure_tensorflow(cores: int, tasks: int) -> int | None:
+    """Give TensorFlow the worker's share of the cores; return the tiles each task computes at once.
 
     :func:`~otbtf_qgis.core.models.saved_model.configure_threads` assumes the process owns
-    the machine; a Dask worker owns ``cores`` of it. ``None``: TensorFlow had started
-    already (its settings stay) or a GPU computes.
+    the machine and serves one region at a time; a Dask worker owns ``cores`` of it and
+    serves ``tasks`` regions at once (its threads), so each region gets ``cores / tasks``.
+    ``None``: TensorFlow had started already (its settings stay) or a GPU computes.
     """
     import tensorflow as tf
 
@@ -132,10 +138,11 @@ def _configure_tensorflow(cores: int) -> int | None:
 
     if tf.config.list_physical_devices("GPU"):
         return None
-    tiles = CONCURRENT_TILES if cores >= CONCURRENT_TILES else 1
+    per_task = max(1, cores // tasks)
+    tiles = CONCURRENT_TILES if per_task >= CONCURRENT_TILES else 1
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // tiles))
-        tf.config.threading.set_inter_op_parallelism_threads(tiles)
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, per_task // tiles))
+        tf.config.threading.set_inter_op_parallelism_threads(tiles * tasks)
     except RuntimeError:
         return None
     return tiles
@@ -148,7 +155,8 @@ def _worker_plan(job: _Job) -> ServingPlan:
 
     from otbtf_qgis.core.serving.plan import check_class_map, prepare
 
-    address = get_worker().address
+    worker = get_worker()
+    address = worker.address
     _check_versions(address, component_versions(), job.versions)
     with _PLANS_LOCK:
         plan = _PLANS.get(job.key)
@@ -157,7 +165,7 @@ def _worker_plan(job: _Job) -> ServingPlan:
                 old.close()
             _PLANS.clear()
             share = max(1, _cores() // job.workers_per_host.get(get_address_host(address), 1))
-            tiles = _configure_tensorflow(share)
+            tiles = _configure_tensorflow(share, worker.state.nthreads)
             plan = prepare(job.config)
             if job.with_classes:
                 check_class_map(plan)
@@ -211,8 +219,8 @@ def _client(scheduler: str) -> Iterator[Client]:
 
     count = local_workers(scheduler)
     if count is not None:
-        with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with LocalCluster(n_workers=count, threads_per_worker=TASKS_PER_WORKER, processes=True,
+                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             yield client
         return
     address = scheduler.strip()
@@ -227,7 +235,7 @@ def _client(scheduler: str) -> Iterator[Client]:
             client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
         except TimeoutError as exc:
             raise InputError(f"the Dask scheduler at '{address}' has no worker after {WORKER_TIMEOUT:g} s. Start "
-                             f"workers (e.g. dask worker {address} --nthreads 1).", "SCHEDULER") from exc
+                             f"workers (e.g. dask worker {address} --nthreads 2).", "SCHEDULER") from exc
         yield client
     finally:
         client.close()
@@ -252,6 +260,23 @@ def _result(future: Future[Any], reporter: Reporter) -> Any:
         reporter.check_canceled()
         time.sleep(_POLL_SECONDS)
     return future.result()
+
+
+def _prepare_workers(client: Client, job: _Job, reporter: Reporter) -> dict[str, Any]:
+    """Prepare the plan on every worker at once (loading TensorFlow and the model); return the grid.
+
+    A worker that leaves meanwhile does not hold the job up: its preparation may run elsewhere.
+    """
+    run = uuid.uuid4().hex[:8]
+    futures = [client.submit(_describe, job, pure=False, workers=[worker], allow_other_workers=True,
+                             key=f"otbtf-prepare-{job.key}-{number}-{run}")
+               for number, worker in enumerate(sorted(client.scheduler_info(n_workers=-1)["workers"]))]
+    try:
+        grids: list[dict[str, Any]] = [_result(future, reporter) for future in futures]
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return grids[0]
 
 
 def _serve_regions(client: Client, job: _Job, todo: list[tuple[int, int, Window]], done: int, total: int,
@@ -314,8 +339,7 @@ def serve_distributed(config: ServeConfig, reporter: Reporter | None = None) -> 
             workers = sum(per_host.values())
             folder = prepare_region_folder(config.output, key)
             job = _Job(task_config, key, str(folder), bool(config.output_classes), component_versions(), per_host)
-            grid = _result(client.submit(_describe, job, pure=False, key=f"otbtf-describe-{uuid.uuid4().hex}"),
-                           reporter)
+            grid = _prepare_workers(client, job, reporter)
             reporter.progress(0.05)
             size, tile = (grid["width"], grid["height"]), (grid["tile_size"][0], grid["tile_size"][1])
             side = region_side(size, tile, REGIONS_PER_WORKER * workers, MAX_REGION_PIXELS)

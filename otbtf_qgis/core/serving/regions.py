@@ -217,8 +217,11 @@ def _copy_mosaic(paths: Sequence[Path], final: Path, grid: dict[str, Any], optio
                                 f"{mosaic.RasterYSize} pixels, not the {grid['width']}x{grid['height']} of the "
                                 "grid. Delete that folder and run again.", parameter)
         bands = [first.GetRasterBand(k + 1) for k in range(first.RasterCount)]
+        # The workers have stopped: compress with every core (the blocks' contents do not change).
+        threaded = options if any(o.upper().startswith("NUM_THREADS=") for o in options) else [
+            *options, "NUM_THREADS=ALL_CPUS"]
         writer = GeoTiffWriter(final, grid["width"], grid["height"], len(bands), gdal_array_type(bands[0].DataType),
-                               grid["geotransform"], grid["crs_wkt"], bands[0].GetNoDataValue(), options,
+                               grid["geotransform"], grid["crs_wkt"], bands[0].GetNoDataValue(), threaded,
                                [band.GetDescription() for band in bands], cog, parameter)
         writer.set_metadata(first.GetMetadata())
         table, names = bands[0].GetColorTable(), bands[0].GetRasterCategoryNames()
