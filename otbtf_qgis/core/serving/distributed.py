@@ -51,6 +51,7 @@ from otbtf_qgis.core.serving.regions import (
     publish_mosaics,
     region_side,
     region_windows,
+    regions_root,
     remove_region_folder,
 )
 
@@ -316,7 +317,9 @@ def serve_distributed(config: ServeConfig, reporter: Reporter | None = None) -> 
     Returns:
         The summary of a single run (size, grid, tiles, timings), plus ``scheduler``,
         ``workers``, ``regions``, ``regions_reused``, ``regions_computed``,
-        ``region_tiles`` (side of a region, in tiles) and ``worker_peak_memory_bytes``.
+        ``region_tiles`` (side of a region, in tiles), ``regions_seconds``, ``mosaic_seconds``,
+        ``seconds_per_region`` (mean time of a computed region on its worker) and
+        ``worker_peak_memory_bytes``.
 
     Raises:
         InputError: SCHEDULER is malformed or unreachable, or a setting does not fit.
@@ -337,9 +340,10 @@ def serve_distributed(config: ServeConfig, reporter: Reporter | None = None) -> 
         with _client(config.scheduler) as client:
             per_host = _check_workers(client)
             workers = sum(per_host.values())
-            folder = prepare_region_folder(config.output, key)
+            folder = regions_root(config.output) / key
             job = _Job(task_config, key, str(folder), bool(config.output_classes), component_versions(), per_host)
             grid = _prepare_workers(client, job, reporter)
+            prepare_region_folder(config.output, key)
             reporter.progress(0.05)
             size, tile = (grid["width"], grid["height"]), (grid["tile_size"][0], grid["tile_size"][1])
             side = region_side(size, tile, REGIONS_PER_WORKER * workers, MAX_REGION_PIXELS)
@@ -355,7 +359,12 @@ def serve_distributed(config: ServeConfig, reporter: Reporter | None = None) -> 
             reporter.info(f"{len(regions)} regions of {side}x{side} tiles on {workers} Dask worker(s); "
                           f"{len(complete)} complete from an earlier run of this job")
             regions_started = time.perf_counter()
-            computed = _serve_regions(client, job, todo, len(complete), len(regions), reporter.sub(0.05, 0.9))
+            try:
+                computed = _serve_regions(client, job, todo, len(complete), len(regions), reporter.sub(0.05, 0.9))
+            except BaseException:
+                if not any(folder.glob("r_*.json")):  # nothing to resume from
+                    remove_region_folder(config.output, key)
+                raise
             regions_seconds = time.perf_counter() - regions_started
         summaries = complete + computed
         mosaic_started = time.perf_counter()
@@ -383,5 +392,6 @@ def serve_distributed(config: ServeConfig, reporter: Reporter | None = None) -> 
         "scheduler": config.scheduler, "workers": workers, "regions": len(regions),
         "regions_reused": len(complete), "regions_computed": len(computed), "region_tiles": side,
         "regions_seconds": round(regions_seconds, 3), "mosaic_seconds": round(time.perf_counter() - mosaic_started, 3),
+        "seconds_per_region": round(sum(s["seconds"] for s in computed) / len(computed), 3) if computed else None,
         "worker_peak_memory_bytes": peaks,
     }

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from otbtf_qgis.core.errors import CancelledError, DependencyError, InputError
+from otbtf_qgis.core.errors import CancelledError, DependencyError, InputError, ModelError
 from otbtf_qgis.core.io.windows import Window
 from otbtf_qgis.core.jobs.configs.modelserve import serve_config_from_text
 from otbtf_qgis.core.progress import Reporter
@@ -236,6 +236,19 @@ def test_workers_with_other_versions_are_refused(cluster, case, tmp_path, monkey
         f"this client runs otbtf_qgis 9.9.9 with TensorFlow {real['tensorflow']}. Install the same versions on every "
         "worker and restart the workers.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["xs.tif"]
+
+
+def test_errors_raised_on_a_worker_keep_their_parameter(cluster, case, tmp_path):
+    import pickle
+
+    error = pickle.loads(pickle.dumps(InputError("bad value", "RFIELDS")))
+    assert (type(error), error.message, error.parameter) == (InputError, "bad value", "RFIELDS")
+    (tmp_path / "not_a_model").mkdir()
+    settings = {**case, "model": str(tmp_path / "not_a_model")}
+    with pytest.raises(ModelError) as raised:  # raised while a worker prepares the job
+        serve(ServeConfig(output=str(tmp_path / "out.tif"), scheduler=address(cluster), **settings))
+    assert raised.value.parameter == "MODEL" and "is not a SavedModel" in raised.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_model", "xs.tif"]
 
 
 def test_an_unreachable_scheduler_fails_within_the_timeout(case, tmp_path, monkeypatch):
