@@ -30,6 +30,11 @@ class OtbtfError(Exception):
             return f"{self.parameter}: {self.message}"
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled with its parameter (the default keeps ``args`` only): errors raised in a
+        # Dask worker reach the client whole.
+        return (type(self), (self.message, self.parameter), self.__dict__)
+
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-serialisable form used by the worker protocol."""
         return {"error": type(self).__name__, "message": self.message, "parameter": self.parameter}

@@ -132,6 +132,7 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
     OUTPUT_CLASSES = "OUTPUT_CLASSES"
     EXTENT = "EXTENT"
     MASK = "MASK"
+    SCHEDULER = "SCHEDULER"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 - QGIS API name
         """Declare the parameters (rarely needed ones are advanced)."""
@@ -187,10 +188,23 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
                 self.tr(f"GeoTIFF creation options, KEY=VALUE ({LIST_HINT}), e.g. COMPRESS=LZW, PREDICTOR=3 "
                         "(default: tiled, ZSTD level 1)"), defaultValue="", optional=True),
             QgsProcessingParameterBoolean(self.COG, self.tr("Cloud Optimized GeoTIFF"), defaultValue=False),
+            self._scheduler_parameter(),
         ]
         for parameter in advanced:
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
+
+    def _scheduler_parameter(self) -> QgsProcessingParameterString:
+        parameter = QgsProcessingParameterString(
+            self.SCHEDULER, self.tr("Dask scheduler (empty: this process; local:N; tcp://host:port)"),
+            defaultValue="", optional=True)
+        parameter.setHelp(self.tr(
+            "Where to compute. Empty: in one process. local:N: N Dask worker processes on this machine, each "
+            "computing regions of the output on its share of the cores. tcp://host:port: the workers of a running "
+            "Dask cluster, which must see the sources, the model and the output folder under the same paths and "
+            "run the same versions of otbtf_qgis and TensorFlow. The outputs are the same; a job run again after a "
+            "failure or cancel reuses the regions already computed."))
+        return parameter
 
     def build_config(self, parameters: dict[str, Any], context: QgsProcessingContext,
                      feedback: QgsProcessingFeedback | None) -> ServeConfig:
@@ -224,6 +238,7 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
                 output_classes=classes,
                 extent=self._extent(parameters, context, layers[0].crs()),
                 mask=self._mask(parameters, context, feedback),
+                scheduler=self.parameterAsString(parameters, self.SCHEDULER, context),
             )
 
     def _extent(self, parameters: dict[str, Any], context: QgsProcessingContext,
@@ -263,6 +278,9 @@ class ModelServeAlgorithm(OtbtfAlgorithm):
             f"{', '.join(result['output_names'])}; {result['tiles']} tiles of "
             f"{result['tile_size'][0]}x{result['tile_size'][1]} ({result['skipped_tiles']} without a valid pixel, "
             f"not computed) in {result['seconds']:.1f} s")
+        if "regions" in result:
+            feedback.pushInfo(f"{result['regions']} regions on {result['workers']} Dask worker(s), "
+                              f"{result['regions_reused']} reused from an earlier run")
         self.name_loaded_layers(context, config, result["output_names"])
         return {self.OUTPUT: config.output or None, self.OUTPUT_CLASSES: config.output_classes or None}
 

@@ -72,7 +72,7 @@ def test_modelserve_is_listed_with_its_parameters(qgis_app):
         assert names == ["SOURCES", "MODEL", "RFIELDS", "OUTPUT_NAMES", "EFIELD", "EXTENT", "MASK", "OUTPUT",
                          "OUTPUT_CLASSES",
                          "PLACEHOLDERS", "FULLYCONV", "SPCSCALE", "TILE_SIZE", "NODATA", "BACKGROUND",
-                         "USER_PLACEHOLDERS", "OUTPUT_TYPE", "CREATION_OPTIONS", "COG"]
+                         "USER_PLACEHOLDERS", "OUTPUT_TYPE", "CREATION_OPTIONS", "COG", "SCHEDULER"]
         assert sorted(o.name() for o in algorithm.outputDefinitions()) == ["OUTPUT", "OUTPUT_CLASSES"]
         assert algorithm.groupId() == "inference"
     finally:
@@ -139,6 +139,15 @@ def test_config_bad_values_name_the_parameter(qgis_app, layers_folder: Path, par
         build_config("modelserve", **params)
 
 
+def test_config_scheduler(qgis_app, layers_folder: Path, tmp_path: Path):
+    params = {"SOURCES": [layers_folder / "image.tif"], "MODEL": tmp_path, "OUTPUT": tmp_path / "out.tif"}
+    assert build_config("modelserve", **params).scheduler == ""
+    assert build_config("modelserve", SCHEDULER=" local:2 ", **params).scheduler == "local:2"
+    assert build_config("modelserve", SCHEDULER="tcp://10.0.0.5:8786", **params).scheduler == "tcp://10.0.0.5:8786"
+    with pytest.raises(QgsProcessingException, match=r"^SCHEDULER: 'local:0' starts no worker: give local:N"):
+        build_config("modelserve", SCHEDULER="local:0", **params)
+
+
 def test_modelserve_with_defaults_from_the_model(run_alg, served_case, tmp_path, qgis_app):
     output = tmp_path / "scores.tif"
     classes = tmp_path / "classes.tif"
@@ -158,6 +167,25 @@ def test_modelserve_with_defaults_from_the_model(run_alg, served_case, tmp_path,
     assert layer.isValid() and layer.renderer().type() == "paletted"
     assert [c.label for c in layer.renderer().classes()][:3] == ["water", "crop", "tree"]
     np.testing.assert_array_equal(gdal.Open(str(classes)).ReadAsArray(), np.argmax(expected, axis=2))
+
+
+def test_modelserve_on_a_local_dask_cluster_gives_the_same_outputs(run_alg, served_case, tmp_path, qgis_app):
+    outputs = {}
+    for scheduler in ("", "local:2"):
+        name = scheduler.replace(":", "") or "plain"
+        result = run_alg("modelserve", SOURCES=str(served_case / "image.tif"), MODEL=str(served_case / "model"),
+                         TILE_SIZE=16, SCHEDULER=scheduler, OUTPUT=str(tmp_path / f"{name}.tif"),
+                         OUTPUT_CLASSES=str(tmp_path / f"{name}_classes.tif"))
+        assert result["results"]["OUTPUT"] == str(tmp_path / f"{name}.tif")
+        outputs[name] = [gdal.Open(str(tmp_path / f"{name}{kind}.tif")) for kind in ("", "_classes")]
+    for plain, distributed in zip(outputs["plain"], outputs["local2"], strict=True):
+        np.testing.assert_array_equal(distributed.ReadAsArray(), plain.ReadAsArray())
+        assert distributed.GetGeoTransform() == plain.GetGeoTransform()
+        assert distributed.GetProjection() == plain.GetProjection()
+        assert distributed.GetMetadata() == plain.GetMetadata()
+    band, plain_band = outputs["local2"][1].GetRasterBand(1), outputs["plain"][1].GetRasterBand(1)
+    assert band.GetRasterCategoryNames() == plain_band.GetRasterCategoryNames() == ["water", "crop", "tree"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_modelserve_bad_model_fails_clearly_without_output(dev_profile, served_case, tmp_path):

@@ -31,7 +31,9 @@ from otbtf_qgis.core.jobs.codec import add_config_arguments, config_from_args
 from otbtf_qgis.core.jobs.commands import COMMANDS
 from otbtf_qgis.core.progress import JsonLinesReporter, Reporter, TextReporter
 
-TENSORFLOW_REQUIREMENT = "tensorflow-cpu==2.21.0 numpy==1.26.4 tensorboard==2.21.0"
+#: The worker runtime: what requirements.txt pins and otbtf:createenvironment installs.
+TENSORFLOW_REQUIREMENT = ("tensorflow-cpu==2.21.0 numpy==1.26.4 tensorboard==2.21.0 dask[distributed]==2026.8.0 "
+                          "distributed==2026.8.0")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 

@@ -22,9 +22,16 @@ from otbtf_qgis.core.serving.stream import serve_plan
 def serve(config: ServeConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Serve the output grid (or its part covering ``config.extent``) into ``config.output`` and/or the class map.
 
+    With ``config.scheduler`` set, the regions are computed on a Dask cluster
+    (:func:`~otbtf_qgis.core.serving.distributed.serve_distributed`), same outputs.
+
     Returns:
         The summary of :func:`~otbtf_qgis.core.serving.stream.serve_plan`.
     """
+    if config.scheduler:
+        from otbtf_qgis.core.serving.distributed import serve_distributed
+
+        return serve_distributed(config, reporter)
     return serve_region(config, None, config.output, reporter, config.output_classes)
 
 
@@ -44,6 +51,11 @@ def serve_region(config: ServeConfig, window: Window | None, output: str | os.Pa
 
 
 def run(config: ServeConfig, reporter: Reporter) -> dict[str, Any]:
-    """The ``modelserve`` worker command: :func:`serve`, TensorFlow set to compute tiles concurrently."""
-    configure_threads()
+    """The ``modelserve`` worker command: :func:`serve`, TensorFlow set to compute tiles concurrently.
+
+    With a scheduler, this process only dispatches regions and mosaics them: the Dask
+    workers run TensorFlow, each on its share of the cores.
+    """
+    if not config.scheduler:
+        configure_threads()
     return serve(config, reporter)

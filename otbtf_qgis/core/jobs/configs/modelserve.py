@@ -32,6 +32,38 @@ SCALED_TYPES: dict[str, tuple[str, int, int]] = {
 }
 #: A GDAL creation option: ``KEY=VALUE``, no space in either.
 CREATION_OPTION = re.compile(r"^\s*[A-Za-z0-9_]+\s*=\s*\S+\s*$")
+#: A Dask scheduler address: ``protocol://location`` (``tcp://host:8786``, ``tls://...``) or ``host:port``.
+SCHEDULER_ADDRESS = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://[^\s/]\S*|[A-Za-z0-9_.-]+:\d+)$")
+#: The forms SCHEDULER accepts, for error messages.
+SCHEDULER_FORMS = ("local:N (N >= 1 worker processes on this machine), a Dask scheduler address such as "
+                   "tcp://host:8786, or nothing to serve in this process")
+
+
+def local_workers(scheduler: str) -> int | None:
+    """The worker count of ``local:N``; ``None`` for a scheduler address or no scheduler.
+
+    SCHEDULER is empty (serve in this process), ``local:N`` (a cluster of N worker
+    processes started on this machine for the job) or the address of a running Dask
+    scheduler (``tcp://host:8786``; ``host:port`` means ``tcp://``).
+
+    Raises:
+        InputError: naming ``SCHEDULER``, the value and the accepted forms.
+    """
+    text = scheduler.strip()
+    if not text:
+        return None
+    kind, _, count = text.partition(":")
+    if kind.lower() == "local":
+        if count.isascii() and count.isdigit():
+            if int(count) >= 1:
+                return int(count)
+            raise InputError(f"'{scheduler}' starts no worker: give local:N with N >= 1 (e.g. local:2). "
+                             f"Accepted: {SCHEDULER_FORMS}.", "SCHEDULER")
+        raise InputError(f"'{scheduler}' is not local:N with a whole number N >= 1 (e.g. local:2). "
+                         f"Accepted: {SCHEDULER_FORMS}.", "SCHEDULER")
+    if not SCHEDULER_ADDRESS.match(text):
+        raise InputError(f"'{scheduler}' is not a scheduler. Accepted: {SCHEDULER_FORMS}.", "SCHEDULER")
+    return None
 
 
 def parse_user_placeholders(items: tuple[str, ...] | list[str] | str) -> dict[str, str]:
@@ -117,6 +149,10 @@ class ServeConfig:
             pixels covering it (snapped outward to whole pixels of the grid); empty: all.
         mask: A polygon layer (``path`` or ``path|layername=name``): output pixels whose
             centre is outside its polygons get BACKGROUND, tiles with none inside are skipped.
+        scheduler: Where to compute: empty, this process; ``local:N``, N Dask worker
+            processes on this machine; a Dask scheduler address (``tcp://host:8786``), the
+            workers of that cluster, which must see the same paths (shared storage). See
+            :func:`local_workers` and :mod:`otbtf_qgis.core.serving.distributed`.
     """
 
     sources: tuple[SourceConfig, ...] = field(metadata={
@@ -148,6 +184,9 @@ class ServeConfig:
         "param": "EXTENT", "help": "xmin ymin xmax ymax in the output CRS: serve only this part; empty: all"})
     mask: str = field(default="", metadata={
         "param": "MASK", "help": "polygon layer (path or path|layername=x): serve only inside its polygons"})
+    scheduler: str = field(default="", metadata={
+        "param": "SCHEDULER", "help": "empty: this process; local:N: N Dask worker processes on this machine; "
+                                      "tcp://host:port: a Dask cluster whose workers see the same paths"})
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -185,6 +224,7 @@ class ServeConfig:
             if not CREATION_OPTION.match(option):
                 raise InputError(f"'{option}' is not KEY=VALUE (e.g. COMPRESS=LZW); separate several options with "
                                  "commas or semicolons.", "CREATION_OPTIONS")
+        local_workers(self.scheduler)
 
     @property
     def expression_field_xy(self) -> tuple[int, int] | None:
@@ -199,7 +239,8 @@ def serve_config_from_text(sources: list[str], model: str, output: str, *, rfiel
                            spacing_scale: float = 1.0, tile_size: int = 0, nodata: str = "",
                            background: float = 0.0, user_placeholders: str = "", output_type: str = "float32",
                            creation_options: str = "", cog: bool = False, output_classes: str = "",
-                           extent: tuple[float, ...] = (), mask: str = "") -> ServeConfig:
+                           extent: tuple[float, ...] = (), mask: str = "",
+                           scheduler: str = "") -> ServeConfig:
     """Build a :class:`ServeConfig` from the text parameters of ``otbtf:modelserve``.
 
     Lists follow the one grammar of :mod:`otbtf_qgis.core.jobs.params`: ``rfields``
@@ -207,7 +248,7 @@ def serve_config_from_text(sources: list[str], model: str, output: str, *, rfiel
     RFIELDS or NODATA applies to every source; an empty entry takes the model's or the
     raster's default); ``output_names``, ``user_placeholders`` and ``creation_options``
     are lists. ``extent`` is ``(xmin, ymin, xmax, ymax)`` in the first source's CRS, ``mask``
-    a polygon layer path.
+    a polygon layer path; ``scheduler`` is one value (surrounding spaces ignored).
 
     Raises:
         InputError: naming the parameter whose text cannot be used.
@@ -236,4 +277,5 @@ def serve_config_from_text(sources: list[str], model: str, output: str, *, rfiel
         output_classes=output_classes,
         extent=tuple(float(v) for v in extent),
         mask=mask,
+        scheduler=scheduler.strip(),
     )
