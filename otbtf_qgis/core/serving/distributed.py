@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import otbtf_qgis
 from otbtf_qgis.core.errors import DependencyError, InputError, OtbtfError
 from otbtf_qgis.core.io.pyotb_inputs import ScratchRasters
-from otbtf_qgis.core.io.windows import Window
+from otbtf_qgis.core.io.windows import Window, intersection
 from otbtf_qgis.core.jobs.configs.modelserve import ServeConfig, local_workers
 from otbtf_qgis.core.jobs.outputs import ensure_writable_parent
 from otbtf_qgis.core.progress import NullReporter, Reporter
@@ -116,6 +116,7 @@ class _Job:
     key: str
     folder: str
     with_classes: bool
+    with_output: bool
     versions: dict[str, str]
     workers_per_host: dict[str, int]
 
@@ -177,9 +178,18 @@ def _worker_plan(job: _Job) -> ServingPlan:
 
 
 def _describe(job: _Job) -> dict[str, Any]:
-    """Task: prepare the plan on a worker; return the grid and what the summary reports of it."""
+    """Task: prepare the plan on a worker; return the grid and what the summary reports of it.
+
+    ``area`` is the part of the grid to serve (all of it, or EXTENT snapped to the grid) and
+    ``area_geotransform`` its geotransform.
+    """
+    from otbtf_qgis.core.io.raster import window_geotransform
+
     plan = _worker_plan(job)
+    area = plan.region(None)
     return {
+        "area": [area.col_off, area.row_off, area.width, area.height],
+        "area_geotransform": list(window_geotransform(plan.geotransform, area)),
         "width": plan.geometry.width, "height": plan.geometry.height, "bands": sum(plan.output_bands),
         "geotransform": list(plan.geotransform), "crs_wkt": plan.crs_wkt, "tile_size": list(plan.tile_size),
         "output_names": list(plan.output_names), "placeholders": [s.placeholder for s in plan.sources],
@@ -205,8 +215,9 @@ def _serve_region(job: _Job, column: int, row: int, window: Window) -> dict[str,
     from otbtf_qgis.core.serving.stream import serve_plan
 
     plan = _worker_plan(job)
-    files = RegionFiles.of(Path(job.folder), column, row, job.with_classes)
-    summary = serve_plan(plan, files.output, window, str(files.classes) if files.classes else "")
+    files = RegionFiles.of(Path(job.folder), column, row, job.with_classes, job.with_output)
+    summary = serve_plan(plan, str(files.output) if files.output else "", window,
+                         str(files.classes) if files.classes else "")
     summary.update(worker=get_worker().address, peak_memory_bytes=_peak_memory())
     files.write_summary(summary)
     return summary
@@ -328,10 +339,13 @@ def serve_distributed(config: ServeConfig, reporter: Reporter | None = None) -> 
     """
     reporter = reporter or NullReporter()
     started = time.perf_counter()
-    ensure_writable_parent(Path(config.output), "OUTPUT")
+    # The region files sit beside the probabilities, or beside the class map without them.
+    anchor = config.output or config.output_classes
+    if config.output:
+        ensure_writable_parent(Path(config.output), "OUTPUT")
     if config.output_classes:
         ensure_writable_parent(Path(config.output_classes), "OUTPUT_CLASSES")
-    with ScratchRasters(Path(config.output).resolve().parent, reporter) as scratch:
+    with ScratchRasters(Path(anchor).resolve().parent, reporter) as scratch:
         task_config = dataclasses.replace(config, scheduler="", cog=False, sources=tuple(
             dataclasses.replace(source, paths=scratch.paths(source.paths, "SOURCES")) for source in config.sources))
         key = fingerprint(task_config)
@@ -340,18 +354,23 @@ def serve_distributed(config: ServeConfig, reporter: Reporter | None = None) -> 
         with _client(config.scheduler) as client:
             per_host = _check_workers(client)
             workers = sum(per_host.values())
-            folder = regions_root(config.output) / key
-            job = _Job(task_config, key, str(folder), bool(config.output_classes), component_versions(), per_host)
+            folder = regions_root(anchor) / key
+            job = _Job(task_config, key, str(folder), bool(config.output_classes), bool(config.output),
+                       component_versions(), per_host)
             grid = _prepare_workers(client, job, reporter)
-            prepare_region_folder(config.output, key)
+            prepare_region_folder(anchor, key)
             reporter.progress(0.05)
+            area = Window(*grid["area"])
             size, tile = (grid["width"], grid["height"]), (grid["tile_size"][0], grid["tile_size"][1])
-            side = region_side(size, tile, REGIONS_PER_WORKER * workers, MAX_REGION_PIXELS)
-            regions = region_windows(size, tile, side)
+            side = region_side((area.width, area.height), tile, REGIONS_PER_WORKER * workers, MAX_REGION_PIXELS)
+            # Regions of whole tiles of the grid's tiling, cut to the area (EXTENT): the tiles
+            # a region computes are those of a single run.
+            regions = [(column, row, part) for column, row, window in region_windows(size, tile, side)
+                       if (part := intersection(window, area)) is not None]
             complete: list[dict[str, Any]] = []
             todo = []
             for column, row, window in regions:
-                summary = RegionFiles.of(folder, column, row, job.with_classes).read_summary()
+                summary = RegionFiles.of(folder, column, row, job.with_classes, job.with_output).read_summary()
                 if summary is not None:
                     complete.append(summary)
                 else:
@@ -363,19 +382,24 @@ def serve_distributed(config: ServeConfig, reporter: Reporter | None = None) -> 
                 computed = _serve_regions(client, job, todo, len(complete), len(regions), reporter.sub(0.05, 0.9))
             except BaseException:
                 if not any(folder.glob("r_*.json")):  # nothing to resume from
-                    remove_region_folder(config.output, key)
+                    remove_region_folder(anchor, key)
                 raise
             regions_seconds = time.perf_counter() - regions_started
         summaries = complete + computed
         mosaic_started = time.perf_counter()
-        region_files = [RegionFiles.of(folder, column, row, job.with_classes) for column, row, _ in regions]
-        outputs: list[tuple[list[Path], str, str]] = [
-            ([files.output for files in region_files], config.output, "OUTPUT")]
+        region_files = [RegionFiles.of(folder, column, row, job.with_classes, job.with_output)
+                        for column, row, _ in regions]
+        outputs: list[tuple[list[Path], str, str]] = []
+        if config.output:
+            outputs.append(([files.output for files in region_files if files.output is not None],
+                            config.output, "OUTPUT"))
         if config.output_classes:
             outputs.append(([files.classes for files in region_files if files.classes is not None],
                             config.output_classes, "OUTPUT_CLASSES"))
-        publish_mosaics(outputs, grid, config.creation_options, config.cog, reporter.sub(0.9, 1.0))
-    remove_region_folder(config.output, key)
+        mosaic_grid = {"width": area.width, "height": area.height, "geotransform": grid["area_geotransform"],
+                       "crs_wkt": grid["crs_wkt"]}
+        publish_mosaics(outputs, mosaic_grid, config.creation_options, config.cog, reporter.sub(0.9, 1.0))
+    remove_region_folder(anchor, key)
     reporter.progress(1.0)
     seconds = time.perf_counter() - started
     peaks: dict[str, int] = {}
@@ -383,12 +407,13 @@ def serve_distributed(config: ServeConfig, reporter: Reporter | None = None) -> 
         if summary.get("peak_memory_bytes") is not None:
             peaks[summary["worker"]] = max(peaks.get(summary["worker"], 0), summary["peak_memory_bytes"])
     return {
-        "output": config.output, "output_classes": config.output_classes or None,
-        **{k: v for k, v in grid.items() if k != "crs_wkt"},
-        "region": [0, 0, grid["width"], grid["height"]], "grid_size": [grid["width"], grid["height"]],
+        "output": config.output or None, "output_classes": config.output_classes or None,
+        **{k: v for k, v in grid.items() if k not in ("crs_wkt", "area", "area_geotransform")},
+        "width": area.width, "height": area.height, "geotransform": grid["area_geotransform"],
+        "region": list(grid["area"]), "grid_size": [grid["width"], grid["height"]],
         "tiles": sum(s["tiles"] for s in summaries), "skipped_tiles": sum(s["skipped_tiles"] for s in summaries),
         "seconds": round(seconds, 3),
-        "mpix_per_second": round(grid["width"] * grid["height"] / 1e6 / max(seconds, 1e-9), 3),
+        "mpix_per_second": round(area.width * area.height / 1e6 / max(seconds, 1e-9), 3),
         "scheduler": config.scheduler, "workers": workers, "regions": len(regions),
         "regions_reused": len(complete), "regions_computed": len(computed), "region_tiles": side,
         "regions_seconds": round(regions_seconds, 3), "mosaic_seconds": round(time.perf_counter() - mosaic_started, 3),

@@ -87,17 +87,20 @@ def _stamp(path: Path) -> list[Any]:
 def fingerprint(config: ServeConfig) -> str:
     """A hash of what decides the pixels of ``config``'s regions.
 
-    The settings (all fields but :data:`UNHASHED_FIELDS`; whether a class map is asked),
-    the sources' and the model's files (path, size, modification time) and the version of
-    otbtf_qgis. Sources must be files (the distributed path writes pyotb objects first).
+    The settings (all fields but :data:`UNHASHED_FIELDS`; which outputs are asked), the
+    sources', the model's and the MASK's files (path, size, modification time) and the
+    version of otbtf_qgis. Sources must be files (the distributed path writes pyotb objects first).
     """
     settings: dict[str, Any] = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)
                                 if field.name not in UNHASHED_FIELDS and field.name not in {"sources", "model"}}
     settings["class_map"] = bool(config.output_classes)
+    settings["probabilities"] = bool(config.output)
     settings["sources"] = [{**dataclasses.asdict(source), "paths": [_stamp(Path(file_path(p))) for p in source.paths]}
                            for source in config.sources]
     model = Path(config.model)
     settings["model"] = [_stamp(path) for path in sorted(model.rglob("*")) if path.is_file()]
+    if config.mask:
+        settings["mask_file"] = _stamp(Path(config.mask.split("|", 1)[0]))
     settings["otbtf_qgis"] = otbtf_qgis.__version__
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
@@ -113,23 +116,25 @@ def regions_root(output: str | os.PathLike[str]) -> Path:
 class RegionFiles:
     """The files of one region: its output, its class map (optional) and its summary.
 
-    The summary is written last: a region is complete when it exists.
+    The summary is written last: a region is complete when it exists. A job without
+    OUTPUT (class map only) has no ``output`` files, one without OUTPUT_CLASSES no
+    ``classes`` files.
     """
 
-    output: Path
+    output: Path | None
     classes: Path | None
     summary: Path
 
     @classmethod
-    def of(cls, folder: Path, column: int, row: int, with_classes: bool) -> RegionFiles:
+    def of(cls, folder: Path, column: int, row: int, with_classes: bool, with_output: bool = True) -> RegionFiles:
         """The files of region ``(column, row)`` in ``folder``."""
         stem = f"r_{column}_{row}"
-        return cls(folder / f"{stem}.tif", folder / f"{stem}.classes.tif" if with_classes else None,
-                   folder / f"{stem}.json")
+        return cls(folder / f"{stem}.tif" if with_output else None,
+                   folder / f"{stem}.classes.tif" if with_classes else None, folder / f"{stem}.json")
 
     def read_summary(self) -> dict[str, Any] | None:
         """The summary of a complete region (its files all there), else ``None``."""
-        if not self.output.is_file() or (self.classes is not None and not self.classes.is_file()):
+        if any(path is not None and not path.is_file() for path in (self.output, self.classes)):
             return None
         try:
             summary: dict[str, Any] = json.loads(self.summary.read_text(encoding="utf-8"))
@@ -224,6 +229,9 @@ def _copy_mosaic(paths: Sequence[Path], final: Path, grid: dict[str, Any], optio
                                grid["geotransform"], grid["crs_wkt"], bands[0].GetNoDataValue(), threaded,
                                [band.GetDescription() for band in bands], cog, parameter)
         writer.set_metadata(first.GetMetadata())
+        scale = bands[0].GetScale()
+        if scale not in (None, 1.0) or bands[0].GetOffset() not in (None, 0.0):  # scaled output types
+            writer.set_scale(scale if scale is not None else 1.0, bands[0].GetOffset() or 0.0)
         table, names = bands[0].GetColorTable(), bands[0].GetRasterCategoryNames()
         if table is not None:  # GeoTIFF stores a whole palette: keep one colour per named class
             count = len(names) if names else table.GetCount()

@@ -12,6 +12,9 @@ from otbtf_qgis.core.errors import DependencyError, InputError
 from otbtf_qgis.core.jobs.environment import DEFAULT_REQUIREMENTS, create_worker_environment, probe_python, venv_python
 from otbtf_qgis.core.progress import Reporter
 
+#: The Dask pins the environment installs with TensorFlow (serving on several machines).
+DASK = ["dask[distributed]==2026.8.0", "distributed==2026.8.0"]
+
 ROOT = Path(__file__).resolve().parents[3]
 SYSTEM_PYTHON = "/usr/bin/python3"
 needs_system_python = pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="needs the system Python")
@@ -156,12 +159,12 @@ def test_nvidia_smi_that_cannot_start_means_no_gpu(monkeypatch):
 
 
 @pytest.mark.parametrize(("device", "platform", "gpu", "expected"), [
-    ("auto", "linux", True, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
-    ("auto", "linux", False, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
-    ("auto", "win32", True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
-    ("auto", "darwin", True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
-    ("cpu", "linux", True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
-    ("cuda", "linux", False, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
+    ("auto", "linux", True, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0", *DASK]),
+    ("auto", "linux", False, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0", *DASK]),
+    ("auto", "win32", True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0", *DASK]),
+    ("auto", "darwin", True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0", *DASK]),
+    ("cpu", "linux", True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0", *DASK]),
+    ("cuda", "linux", False, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0", *DASK]),
 ])
 def test_pip_requirements_for_each_device_and_platform(monkeypatch, device, platform, gpu, expected):
     from otbtf_qgis.core.jobs import environment

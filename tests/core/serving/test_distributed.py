@@ -161,6 +161,32 @@ def test_the_cluster_gives_the_single_run_outputs(cluster, case, tmp_path):
     np.testing.assert_array_equal(read(tmp_path / "cog.tif")[0], read(tmp_path / "plain.tif")[0])
 
 
+def test_the_cluster_serves_an_extent_inside_a_mask_with_scaled_outputs_and_a_class_map_alone(cluster, case,
+                                                                                               tmp_path):
+    from tests.core.serving.test_serve_options import polygon_layer, rectangle
+
+    mask = polygon_layer(tmp_path / "mask.gpkg", [rectangle(500200.0, 4499000.0, 500800.0, 4499600.0)])
+    part = {"extent": (500305.0, 4499095.0, 501003.0, 4499702.0), "mask": str(mask), **case}
+    plain = serve(ServeConfig(output=str(tmp_path / "plain.tif"), output_classes=str(tmp_path / "plain_classes.tif"),
+                              output_type="scaled_uint8", **part))
+    result = serve(ServeConfig(output=str(tmp_path / "out.tif"), output_classes=str(tmp_path / "classes.tif"),
+                               output_type="scaled_uint8", scheduler=address(cluster), **part))
+    assert_same_raster(tmp_path / "out.tif", tmp_path / "plain.tif")
+    assert_same_raster(tmp_path / "classes.tif", tmp_path / "plain_classes.tif")
+    dataset = gdal.Open(str(tmp_path / "out.tif"))
+    band = dataset.GetRasterBand(1)
+    assert (band.GetScale(), band.GetOffset()) == (0.004, 0.0)
+    band = dataset = None
+    for key in ("width", "height", "geotransform", "region", "tiles", "skipped_tiles"):
+        assert result[key] == plain[key], key
+    assert result["width"] < result["grid_size"][0] and result["skipped_tiles"] > 0
+    alone = serve(ServeConfig(output="", output_classes=str(tmp_path / "alone.tif"), scheduler=address(cluster),
+                              **part))
+    assert alone["output"] is None and alone["regions_computed"] == alone["regions"]
+    assert_same_raster(tmp_path / "alone.tif", tmp_path / "plain_classes.tif")
+    assert not (tmp_path / ".alone.tif.regions").exists() and hidden(tmp_path) == []
+
+
 class CancelAt(Reporter):
     """Cancels once the progress reaches ``fraction``."""
 
