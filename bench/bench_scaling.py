@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,12 +54,8 @@ def child_compare(first: str, second: str) -> dict[str, Any]:
 
 
 def run_child(*args: str) -> dict[str, Any]:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args], capture_output=True,
-                          text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark child {args[0]} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    """Run this benchmark's ``--child ARGS`` in a fresh process."""
+    return bench_serving.run_child(*args, script=Path(__file__).resolve())
 
 
 def run(workdir: Path) -> str:

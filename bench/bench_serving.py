@@ -353,10 +353,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_child(*args: str) -> dict[str, Any]:
+def run_child(*args: str, script: Path | None = None) -> dict[str, Any]:
+    """Run ``script --child ARGS`` (this benchmark by default) in a fresh process; its last line is JSON."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args], capture_output=True,
-                          text=True, env=env, check=False)
+    done = subprocess.run([sys.executable, str(script or Path(__file__).resolve()), "--child", *args],
+                          capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark child {args[0]} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]

@@ -411,6 +411,25 @@ class GeoTiffWriter(PublishOnSuccess):
 
 
 
+def publish_together(writers: Sequence[GeoTiffWriter]) -> list[Path]:
+    """Publish the files of ``writers`` together: all of them, or none.
+
+    On any failure (or cancel) while publishing, the files already published are removed
+    and the other writers aborted, then the error is raised again.
+    """
+    published: list[Path] = []
+    try:
+        for writer in writers:
+            published.append(writer.finalize())
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        for path in published:
+            remove_path(path)
+        raise
+    return published
+
+
 def write_paletted_style(path: Path, entries: Sequence[tuple[tuple[int, ...], str]]) -> Path:
     """Write a QGIS layer style (``.qml``) beside a class map: a paletted renderer with the class names.
 

@@ -29,7 +29,7 @@ from osgeo import gdal
 import otbtf_qgis
 from otbtf_qgis.core.errors import RasterIOError
 from otbtf_qgis.core.io.pyotb_inputs import file_path
-from otbtf_qgis.core.io.raster import GeoTiffWriter, gdal_array_type
+from otbtf_qgis.core.io.raster import GeoTiffWriter, gdal_array_type, publish_together
 from otbtf_qgis.core.io.windows import Window, tile_grid
 from otbtf_qgis.core.jobs.configs.modelserve import ServeConfig
 from otbtf_qgis.core.jobs.outputs import PARTIAL_MARK, atomic_output, remove_path
@@ -193,20 +193,15 @@ def publish_mosaics(mosaics: Sequence[tuple[Sequence[Path], str | os.PathLike[st
     """
     reporter = reporter or NullReporter()
     writers: list[GeoTiffWriter] = []
-    published: list[Path] = []
     try:
         for number, (paths, final, parameter) in enumerate(mosaics):
             writers.append(_copy_mosaic(paths, Path(final), grid, merged_creation_options(creation_options), cog,
                                         parameter, reporter.sub(number / len(mosaics), (number + 1) / len(mosaics))))
-        for writer in writers:
-            published.append(writer.finalize())
     except BaseException:
         for writer in writers:
             writer.abort()
-        for path in published:
-            remove_path(path)
         raise
-    return published
+    return publish_together(writers)
 
 
 def _copy_mosaic(paths: Sequence[Path], final: Path, grid: dict[str, Any], options: list[str], cog: bool,

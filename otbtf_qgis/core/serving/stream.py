@@ -40,7 +40,14 @@ import numpy as np
 import numpy.typing as npt
 from osgeo import gdal
 
-from otbtf_qgis.core.io.raster import GeoTiffWriter, nodata_mask, open_raster, read_window, window_geotransform
+from otbtf_qgis.core.io.raster import (
+    GeoTiffWriter,
+    nodata_mask,
+    open_raster,
+    publish_together,
+    read_window,
+    window_geotransform,
+)
 from otbtf_qgis.core.io.windows import Window, intersection
 from otbtf_qgis.core.models.saved_model import on_device
 from otbtf_qgis.core.progress import NullReporter, Reporter
@@ -116,10 +123,9 @@ def serve_plan(plan: ServingPlan, output: str | os.PathLike[str], window: Window
     started = time.perf_counter()
     geotransform = window_geotransform(plan.geotransform, region)
     writers: list[GeoTiffWriter] = []
-    published: list[Path] = []
     stats = _Stats()
-    try:
-        with gdal_cache_limit():
+    with gdal_cache_limit():
+        try:
             data_writer = classes_writer = None
             if output:
                 data_writer = output_writer(plan, Path(output), region, geotransform)
@@ -128,15 +134,11 @@ def serve_plan(plan: ServingPlan, output: str | os.PathLike[str], window: Window
                 classes_writer = class_writer(plan, Path(output_classes), region, geotransform)
                 writers.append(classes_writer)
             _RegionStream(plan, region, data_writer, classes_writer, stats).run(tiles, reporter)
+        except BaseException:
             for writer in writers:
-                published.append(writer.finalize())
-    except BaseException:
-        for writer in writers:
-            writer.abort()
-        for path in published:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        raise
+                writer.abort()
+            raise
+        publish_together(writers)
     reporter.progress(1.0)
     seconds = time.perf_counter() - started
     return {
