@@ -123,7 +123,6 @@ def child_compare(mode: str, image: str, model: str, workdir: str) -> dict[str, 
     "default": TensorFlow's default threads, one tile at a time, and the sequential loops
     (a straightforward script gets these defaults).
     """
-    import threading
 
     import numpy as np
     from osgeo import gdal
@@ -144,18 +143,7 @@ def child_compare(mode: str, image: str, model: str, workdir: str) -> dict[str, 
     in_memory = [read_tile(plan, datasets, tile).arrays for tile in tiles]
 
     def model_alone() -> float:
-        def compute(part: list[Any]) -> None:
-            for arrays in part:
-                plan.function(*arrays)
-
-        parts = [in_memory[k::plan.workers] for k in range(plan.workers)]
-        threads = [threading.Thread(target=compute, args=(part,)) for part in parts]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return time.perf_counter() - started
+        return model_alone_seconds(plan, in_memory)
 
     def loop(options: list[str], name: str) -> float:
         started = time.perf_counter()
@@ -225,7 +213,6 @@ def child_classes(image: str, model: str, workdir: str) -> dict[str, Any]:
     TensorFlow is set up as the ``modelserve`` worker does; the model alone runs the same
     tiles, in memory, as many at a time as the engine.
     """
-    import threading
 
     from otbtf_qgis.core.models.saved_model import configure_threads
     from otbtf_qgis.core.serving.plan import prepare
@@ -240,18 +227,7 @@ def child_classes(image: str, model: str, workdir: str) -> dict[str, Any]:
     in_memory = [read_tile(float32, datasets, tile).arrays for tile in tiles]
 
     def model_alone() -> float:
-        def compute(part: list[Any]) -> None:
-            for arrays in part:
-                float32.function(*arrays)
-
-        threads = [threading.Thread(target=compute, args=(in_memory[k::float32.workers],))
-                   for k in range(float32.workers)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return time.perf_counter() - started
+        return model_alone_seconds(float32, in_memory)
 
     methods: dict[str, Any] = {
         "model": model_alone,
@@ -351,6 +327,23 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def model_alone_seconds(plan: Any, tiles: list[Any]) -> float:
+    """Seconds of the traced model alone on tiles in memory, ``plan.workers`` threads computing at once."""
+    import threading
+
+    def compute(part: list[Any]) -> None:
+        for arrays in part:
+            plan.function(*arrays)
+
+    threads = [threading.Thread(target=compute, args=(tiles[k::plan.workers],)) for k in range(plan.workers)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
 
 
 def run_child(*args: str, script: Path | None = None) -> dict[str, Any]:
