@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "otbtf_qgis"
 QGIS_MODULES = {"qgis", "PyQt5", "PyQt6", "sip", "processing"}
 TF_MODULES = {"tensorflow", "keras", "tf_keras"}
-HEAVY_MODULES = {"numpy", "osgeo", *TF_MODULES}
+HEAVY_MODULES = {"numpy", "osgeo", "dask", "distributed", *TF_MODULES}
 #: Layer of each part of the core: a module may import from its own layer or a lower one.
 LAYERS = {"errors": 0, "progress": 0, "lazy": 0, "jobs": 1, "io": 2, "data": 3, "models": 4, "training": 5,
           "serving": 5, "assessment": 5, "tools": 6, "compat": 6}

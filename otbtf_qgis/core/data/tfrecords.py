@@ -227,22 +227,23 @@ class TFRecords:
         self.output_shapes_file = self.dirpath / OUTPUT_SHAPES_NAME
         self.output_types_file = self.dirpath / OUTPUT_TYPES_NAME
         self.output_shapes: dict[str, list[int]] | None = (
-            self.load(self.output_shapes_file) if self.output_shapes_file.is_file() else None)
+            self.load(self.output_shapes_file, self.parameter) if self.output_shapes_file.is_file() else None)
         self.output_types: dict[str, str] | None = (
-            self.load(self.output_types_file) if self.output_types_file.is_file() else None)
+            self.load(self.output_types_file, self.parameter) if self.output_types_file.is_file() else None)
 
     @staticmethod
     def save(data: Any, filepath: str | os.PathLike[str]) -> None:
         """Save ``data`` as JSON."""
         write_json(filepath, data)
 
-    def load(self, filepath: str | os.PathLike[str]) -> Any:
-        """Load a JSON file of the folder (``output_shapes.json``, ``output_types.json``).
+    @staticmethod
+    def load(filepath: str | os.PathLike[str], parameter: str = "INPUT") -> Any:
+        """Load a JSON file of the folder (``output_shapes.json``, ``output_types.json``), as OTBTF's static ``load``.
 
         Raises:
-            DatasetError: naming the file when it cannot be read or is not JSON.
+            DatasetError: naming the file (and ``parameter``) when it cannot be read or is not JSON.
         """
-        return read_json_file(Path(filepath), self.parameter)
+        return read_json_file(Path(filepath), parameter)
 
     # ---------------------------------------------------------------- writing
 

@@ -184,19 +184,15 @@ def _describe(job: _Job) -> dict[str, Any]:
     ``area_geotransform`` its geotransform.
     """
     from otbtf_qgis.core.io.raster import window_geotransform
+    from otbtf_qgis.core.serving.stream import describe_plan
 
     plan = _worker_plan(job)
     area = plan.region(None)
     return {
+        **describe_plan(plan),
         "area": [area.col_off, area.row_off, area.width, area.height],
         "area_geotransform": list(window_geotransform(plan.geotransform, area)),
-        "width": plan.geometry.width, "height": plan.geometry.height, "bands": sum(plan.output_bands),
-        "geotransform": list(plan.geotransform), "crs_wkt": plan.crs_wkt, "tile_size": list(plan.tile_size),
-        "output_names": list(plan.output_names), "placeholders": [s.placeholder for s in plan.sources],
-        "receptive_fields": [list(s.receptive_field) for s in plan.sources],
-        "expression_field": list(plan.geometry.expression_field),
-        "spacing_scale": float(plan.geometry.spacing_scale), "fully_convolutional": plan.fully_convolutional,
-        "nodata": plan.config.background if plan.uses_nodata else None, "model_workers": plan.workers,
+        "width": plan.geometry.width, "height": plan.geometry.height, "crs_wkt": plan.crs_wkt,
     }
 
 
@@ -205,7 +201,8 @@ def _peak_memory() -> int | None:
         return None
     import resource
 
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # kilobytes on Linux
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, kilobytes elsewhere
 
 
 def _serve_region(job: _Job, column: int, row: int, window: Window) -> dict[str, Any]:
@@ -410,7 +407,7 @@ def serve_distributed(config: ServeConfig, reporter: Reporter | None = None) -> 
         "output": config.output or None, "output_classes": config.output_classes or None,
         **{k: v for k, v in grid.items() if k not in ("crs_wkt", "area", "area_geotransform")},
         "width": area.width, "height": area.height, "geotransform": grid["area_geotransform"],
-        "region": list(grid["area"]), "grid_size": [grid["width"], grid["height"]],
+        "region": list(grid["area"]),
         "tiles": sum(s["tiles"] for s in summaries), "skipped_tiles": sum(s["skipped_tiles"] for s in summaries),
         "seconds": round(seconds, 3),
         "mpix_per_second": round(area.width * area.height / 1e6 / max(seconds, 1e-9), 3),

@@ -68,6 +68,8 @@ class ServingMask:
         except RuntimeError as exc:  # OGR cannot transform between the CRSs
             raise InputError(f"the layer '{path}' cannot be reprojected to the rasters' CRS: {exc}.", "MASK") from exc
         self.wkb = [bytes(geometry.ExportToWkb()) for geometry in table.geometries]
+        #: (xmin, xmax, ymin, ymax) of each polygon: tiles far from every polygon skip GDAL.
+        self.envelopes = np.array([geometry.GetEnvelope() for geometry in table.geometries], float).reshape(-1, 4)
         self.crs_wkt = crs_wkt
         self._local = threading.local()
 
@@ -87,10 +89,21 @@ class ServingMask:
 
     def inside(self, geotransform: Sequence[float], window: Window) -> npt.NDArray[np.bool_]:
         """``(rows, cols)``: True on the pixels of ``window`` (of the grid of ``geotransform``) centred in a polygon."""
+        tile_transform = window_geotransform(geotransform, window)
+        x0, dx, rx, y0, ry, dy = tile_transform
+        xs = [x0 + col * dx + row * rx for col in (0, window.width) for row in (0, window.height)]
+        ys = [y0 + col * ry + row * dy for col in (0, window.width) for row in (0, window.height)]
+        xmin, xmax, ymin, ymax = min(xs), max(xs), min(ys), max(ys)
+        near = self.envelopes[(self.envelopes[:, 0] <= xmax) & (self.envelopes[:, 1] >= xmin)
+                              & (self.envelopes[:, 2] <= ymax) & (self.envelopes[:, 3] >= ymin)]
+        if not len(near):
+            return np.zeros((window.height, window.width), bool)
         raster = gdal.GetDriverByName("MEM").Create("", window.width, window.height, 1, gdal.GDT_Byte)
-        raster.SetGeoTransform(list(window_geotransform(geotransform, window)))
+        raster.SetGeoTransform(list(tile_transform))
         if self.crs_wkt:
             raster.SetProjection(self.crs_wkt)
-        gdal.RasterizeLayer(raster, [1], self._layer(), burn_values=[1])
+        layer = self._layer()
+        layer.SetSpatialFilterRect(xmin, ymin, xmax, ymax)  # only the polygons near the tile are burnt
+        gdal.RasterizeLayer(raster, [1], layer, burn_values=[1])
         pixels: npt.NDArray[np.bool_] = raster.GetRasterBand(1).ReadAsArray() > 0
         return pixels

@@ -30,6 +30,7 @@ import otbtf_qgis
 from otbtf_qgis.core.errors import RasterIOError
 from otbtf_qgis.core.io.pyotb_inputs import file_path
 from otbtf_qgis.core.io.raster import GeoTiffWriter, gdal_array_type, publish_together
+from otbtf_qgis.core.io.vector import parse_layer_source
 from otbtf_qgis.core.io.windows import Window, tile_grid
 from otbtf_qgis.core.jobs.configs.modelserve import ServeConfig
 from otbtf_qgis.core.jobs.outputs import PARTIAL_MARK, atomic_output, remove_path
@@ -100,7 +101,7 @@ def fingerprint(config: ServeConfig) -> str:
     model = Path(config.model)
     settings["model"] = [_stamp(path) for path in sorted(model.rglob("*")) if path.is_file()]
     if config.mask:
-        settings["mask_file"] = _stamp(Path(config.mask.split("|", 1)[0]))
+        settings["mask_file"] = _stamp(Path(parse_layer_source(config.mask)[0]))
     settings["otbtf_qgis"] = otbtf_qgis.__version__
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
@@ -126,7 +127,7 @@ class RegionFiles:
     summary: Path
 
     @classmethod
-    def of(cls, folder: Path, column: int, row: int, with_classes: bool, with_output: bool = True) -> RegionFiles:
+    def of(cls, folder: Path, column: int, row: int, with_classes: bool, with_output: bool) -> RegionFiles:
         """The files of region ``(column, row)`` in ``folder``."""
         stem = f"r_{column}_{row}"
         return cls(folder / f"{stem}.tif" if with_output else None,

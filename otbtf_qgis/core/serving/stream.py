@@ -146,9 +146,25 @@ def serve_plan(plan: ServingPlan, output: str | os.PathLike[str], window: Window
         "output_classes": str(output_classes) if output_classes else None,
         "width": region.width,
         "height": region.height,
-        "bands": sum(plan.output_bands),
         "geotransform": list(geotransform),
         "region": [region.col_off, region.row_off, region.width, region.height],
+        **describe_plan(plan),
+        "tiles": len(tiles),
+        "skipped_tiles": stats.skipped,
+        "seconds": round(seconds, 3),
+        "read_seconds": round(stats.read, 3),
+        "predict_seconds": round(stats.predict, 3),
+        "write_seconds": round(stats.write, 3),
+        "read_cpu_seconds": round(stats.read_cpu, 3),
+        "write_cpu_seconds": round(stats.write_cpu, 3),
+        "mpix_per_second": round(region.width * region.height / 1e6 / max(seconds, 1e-9), 3),
+    }
+
+
+def describe_plan(plan: ServingPlan) -> dict[str, Any]:
+    """What a serving summary says of the plan, whichever region is served (JSON-serialisable)."""
+    return {
+        "bands": sum(plan.output_bands),
         "grid_size": [plan.geometry.width, plan.geometry.height],
         "output_names": list(plan.output_names),
         "placeholders": [s.placeholder for s in plan.sources],
@@ -159,19 +175,10 @@ def serve_plan(plan: ServingPlan, output: str | os.PathLike[str], window: Window
         "tile_size": list(plan.tile_size),
         "model_workers": plan.workers,
         "devices": list(plan.devices),
-        "tiles": len(tiles),
-        "skipped_tiles": stats.skipped,
         "nodata": output_nodata(plan.config.output_type, plan.config.background) if plan.has_background else None,
         "output_type": plan.config.output_type,
         "scale": output_scale(plan.config.output_type),
         "mask": plan.config.mask or None,
-        "seconds": round(seconds, 3),
-        "read_seconds": round(stats.read, 3),
-        "predict_seconds": round(stats.predict, 3),
-        "write_seconds": round(stats.write, 3),
-        "read_cpu_seconds": round(stats.read_cpu, 3),
-        "write_cpu_seconds": round(stats.write_cpu, 3),
-        "mpix_per_second": round(region.width * region.height / 1e6 / max(seconds, 1e-9), 3),
     }
 
 

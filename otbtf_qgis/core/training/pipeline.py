@@ -276,7 +276,9 @@ def make_augmentation_fn(seed: int | None, turn: bool = True, mix: bool = False)
             groups = tuple({key: transform(value, flip, turns, square) for key, value in group.items()}
                            for group in groups)
         sizes = {(t.shape[1], t.shape[2]) for t in spatial}
-        if not mix or len(sizes) != 1 or None in next(iter(sizes)):
+        # Mixing pastes labels with pixels: a target per sample (a class per patch) cannot follow.
+        per_pixel_targets = any(len(t.shape) >= 3 for t in targets.values())
+        if not mix or not per_pixel_targets or len(sizes) != 1 or None in next(iter(sizes)):
             return groups
         rows, cols = next(iter(sizes))
         count = tf.shape(spatial[0])[0]

@@ -309,3 +309,13 @@ def test_batches_are_parsed_in_groups_and_split(tmp_path: Path):
         assert sizes == expected
         got = np.concatenate([b["input_xs"].numpy() for b in batches])
         np.testing.assert_array_equal(got, np.stack([s["input_xs"] for s in samples])[:len(got)])
+
+
+def test_save_and_load_are_static_as_in_otbtf(tmp_path: Path):
+    path = tmp_path / "shapes.json"
+    TFRecords.save({"xs": [8, 8, 4]}, path)
+    assert TFRecords.load(path) == {"xs": [8, 8, 4]}
+    path.write_text("{not json")
+    with pytest.raises(DatasetError) as error:
+        TFRecords.load(path, "TRAIN_DATA")
+    assert error.value.parameter == "TRAIN_DATA"

@@ -129,10 +129,19 @@ def test_fingerprint_follows_what_changes_pixels(case, tmp_path):
     same = ServeConfig(output=str(tmp_path / "b.tif"), scheduler="local:4", cog=True, **case)
     assert fingerprint(config) == fingerprint(same)
     assert fingerprint(config) != fingerprint(ServeConfig(output=str(tmp_path / "a.tif"), background=3, **case))
-    source = Path(case["sources"][0].paths[0])
     before = fingerprint(config)
-    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
-    assert fingerprint(config) != before
+    for changed in (Path(case["sources"][0].paths[0]), Path(case["model"]) / "saved_model.pb"):
+        os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+        assert fingerprint(config) != before, changed
+        before = fingerprint(config)
+    from tests.core.serving.test_serve_options import polygon_layer, rectangle
+
+    mask = polygon_layer(tmp_path / "mask.gpkg", [rectangle(500200.0, 4499000.0, 500800.0, 4499600.0)])
+    masked = ServeConfig(output=str(tmp_path / "a.tif"), mask=f"{mask}|layername=mask", **case)
+    before = fingerprint(masked)
+    assert before != fingerprint(config)
+    os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))
+    assert fingerprint(masked) != before
 
 
 # ------------------------------------------------------------------------- on a cluster
@@ -177,8 +186,10 @@ def test_the_cluster_serves_an_extent_inside_a_mask_with_scaled_outputs_and_a_cl
     band = dataset.GetRasterBand(1)
     assert (band.GetScale(), band.GetOffset()) == (0.004, 0.0)
     band = dataset = None
-    for key in ("width", "height", "geotransform", "region", "tiles", "skipped_tiles"):
+    for key in ("width", "height", "geotransform", "region", "grid_size", "tiles", "skipped_tiles", "nodata",
+                "output_type", "scale", "mask", "bands", "output_names"):
         assert result[key] == plain[key], key
+    assert result["nodata"] == 255 and result["scale"] == 0.004
     assert result["width"] < result["grid_size"][0] and result["skipped_tiles"] > 0
     alone = serve(ServeConfig(output="", output_classes=str(tmp_path / "alone.tif"), scheduler=address(cluster),
                               **part))
@@ -210,8 +221,8 @@ def test_cancel_publishes_nothing_and_a_new_run_computes_only_the_missing_region
     assert not (tmp_path / "out.tif").exists() and not (tmp_path / "classes.tif").exists()
     folder = regions_root(tmp_path / "out.tif") / fingerprint(config)
     assert len(list(folder.glob("r_*.json"))) == 16 and not list(folder.glob(".*partial*"))
-    RegionFiles.of(folder, 1, 0, True).summary.unlink()  # incomplete: no summary
-    RegionFiles.of(folder, 2, 1, True).classes.unlink()  # incomplete: no class map
+    RegionFiles.of(folder, 1, 0, True, True).summary.unlink()  # incomplete: no summary
+    RegionFiles.of(folder, 2, 1, True, True).classes.unlink()  # incomplete: no class map
     result = serve(config)
     assert (result["regions"], result["regions_reused"], result["regions_computed"]) == (16, 14, 2)
     assert_same_raster(tmp_path / "out.tif", tmp_path / "plain.tif")

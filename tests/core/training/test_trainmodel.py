@@ -107,8 +107,11 @@ def test_learns_a_function_of_the_input_and_exports(two_class_folders: dict[str,
 def test_a_seed_makes_augmented_and_mixed_training_repeatable(two_class_folders: dict[str, Path], tmp_path: Path):
     for number in range(2):
         run(config(two_class_folders, tmp_path / f"model{number}", epochs=3, augment=True, mix=True, seed=5))
-    first, second = (json.loads((tmp_path / f"model{n}" / "history.json").read_text()) for n in range(2))
+    run(config(two_class_folders, tmp_path / "plain", epochs=3, seed=5))
+    first, second, plain = (json.loads((tmp_path / name / "history.json").read_text())
+                            for name in ("model0", "model1", "plain"))
     assert first["loss"] == second["loss"] and first["val_accuracy"] == second["val_accuracy"]
+    assert first["loss"] != plain["loss"]  # the augmentation and the mixing were applied
 
 
 @pytest.fixture(scope="module")
@@ -557,9 +560,24 @@ def test_mixing_is_skipped_when_the_spatial_tensors_differ_in_size():
 
     small, large = np.zeros((2, 8, 8, 1), np.float32), np.ones((2, 16, 16, 1), np.float32)
     small[1] = 1
+    labels = tf.constant(np.zeros((2, 8, 8, 2), np.float32))
     inputs, _, _ = make_augmentation_fn(seed=1, turn=False, mix=True)(
-        {"a": tf.constant(small), "b": tf.constant(large)}, {}, {})
+        {"a": tf.constant(small), "b": tf.constant(large)}, {"t": labels}, {})
     np.testing.assert_array_equal(inputs["a"].numpy(), small)
+
+
+def test_mixing_is_skipped_when_the_target_is_one_class_per_sample():
+    from otbtf_qgis.core.training.pipeline import make_augmentation_fn
+
+    images = np.zeros((2, 8, 8, 1), np.float32)
+    images[1] = 1
+    per_sample = tf.constant(np.eye(2, dtype=np.float32))
+    inputs, _, _ = make_augmentation_fn(seed=1, turn=False, mix=True)(
+        {"a": tf.constant(images)}, {"t": per_sample}, {"t": tf.ones((2,))})
+    np.testing.assert_array_equal(inputs["a"].numpy(), images)  # labels cannot follow: nothing pasted
+    per_pixel = tf.constant(np.zeros((2, 8, 8, 2), np.float32))
+    mixed, _, _ = make_augmentation_fn(seed=1, turn=False, mix=True)({"a": tf.constant(images)}, {"t": per_pixel}, {})
+    assert 0 < mixed["a"].numpy()[0].sum() < 64  # with per-pixel labels a rectangle of patch 1 lands in patch 0
 
 
 def test_built_in_models_standardise_their_input_by_the_training_statistics(folders: dict[str, Path],
