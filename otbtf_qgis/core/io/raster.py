@@ -365,14 +365,14 @@ class GeoTiffWriter(PublishOnSuccess):
         self._palette = [(tuple(int(v) for v in color), str(names[i]) if names and i < len(names) else str(i))
                          for i, color in enumerate(colors)]
 
-    def finalize(self) -> Path:
-        """Flush, close and publish the file under its final name; return that path.
+    def complete(self) -> None:
+        """Flush and close the file (converted to a COG if asked), still under its temporary name.
 
         Raises:
-            RasterIOError: when flushing fails (e.g. disk full); nothing is published.
+            RasterIOError: when flushing fails (e.g. disk full); the temporary file is removed.
         """
         if self.dataset is None:
-            return self.path
+            return
         try:
             self.dataset.FlushCache()
             self.dataset = None  # closes the file
@@ -382,6 +382,16 @@ class GeoTiffWriter(PublishOnSuccess):
             self.abort()
             raise RasterIOError(f"finishing '{self.path}' failed: {exc}. Check the free disk space.",
                                 self.parameter) from exc
+
+    def finalize(self) -> Path:
+        """Complete the file and publish it under its final name; return that path.
+
+        Raises:
+            RasterIOError: when flushing fails (e.g. disk full); nothing is published.
+        """
+        self.complete()
+        if not self.temp.exists():  # published already, or aborted
+            return self.path
         for sidecar in (self.path.with_name(self.path.name + ".aux.xml"),):
             with contextlib.suppress(FileNotFoundError):
                 sidecar.unlink()
@@ -396,7 +406,8 @@ class GeoTiffWriter(PublishOnSuccess):
     def _convert_to_cog(self) -> None:
         cog_temp = self.temp.with_name(self.temp.name + ".cog.tif")
         try:
-            options = [o for o in self.options if o.split("=")[0].upper() in {"COMPRESS", "LEVEL", "BIGTIFF"}]
+            kept = {"COMPRESS", "LEVEL", "BIGTIFF", "NUM_THREADS"}
+            options = [o for o in self.options if o.split("=")[0].upper() in kept]
             gdal.Translate(str(cog_temp), str(self.temp), format="COG",
                            creationOptions=[*options, "BLOCKSIZE=512", "OVERVIEWS=AUTO"])
             os.replace(cog_temp, self.temp)
@@ -414,11 +425,15 @@ class GeoTiffWriter(PublishOnSuccess):
 def publish_together(writers: Sequence[GeoTiffWriter]) -> list[Path]:
     """Publish the files of ``writers`` together: all of them, or none.
 
-    On any failure (or cancel) while publishing, the files already published are removed
-    and the other writers aborted, then the error is raised again.
+    Every file is completed (flushed, converted to a COG) before the first one is renamed
+    over a previous output, so a failing flush leaves the previous outputs as they were.
+    On a failure while renaming, the files already published are removed and the other
+    writers aborted, then the error is raised again.
     """
     published: list[Path] = []
     try:
+        for writer in writers:  # everything that can fail (flush, COG) before any file replaces an old one
+            writer.complete()
         for writer in writers:
             published.append(writer.finalize())
     except BaseException:

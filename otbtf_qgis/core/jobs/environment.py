@@ -160,6 +160,11 @@ def create_worker_environment(target: str | os.PathLike[str], base_python: str,
                                   "OUTPUT_FOLDER")
     reporter.progress(0.1)
     if requirements:
+        other = other_tensorflow_build(requirements)
+        if other is not None and _pip_has(python, other):
+            # Both builds install the same "tensorflow" package folder: the other one must go first.
+            reporter.info(f"Removing {other}, the other TensorFlow build, before installing the requested one")
+            _pip_uninstall(python, other)
         _pip_install(python, list(requirements), reporter.sub(0.1, 0.9))
     reporter.progress(0.9)
     result: dict[str, Any] = {"python": str(python), "tensorflow": None}
@@ -170,6 +175,34 @@ def create_worker_environment(target: str | os.PathLike[str], base_python: str,
                       gdal=info.get("gdal"))
     reporter.progress(1.0)
     return result
+
+
+def other_tensorflow_build(requirements: Sequence[str]) -> str | None:
+    """The TensorFlow distribution that conflicts with ``requirements``, ``None`` without TensorFlow.
+
+    ``tensorflow`` (the CUDA build) for ``tensorflow-cpu``, ``tensorflow-cpu`` for
+    ``tensorflow[and-cuda]``: both install the same package folder.
+    """
+    for requirement in requirements:
+        name = re.split(r"[\[=<>!~ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+        if name == "tensorflow-cpu":
+            return "tensorflow"
+        if name == "tensorflow":
+            return "tensorflow-cpu"
+    return None
+
+
+def _pip_has(python: Path, distribution: str) -> bool:
+    done = subprocess.run([str(python), "-m", "pip", "show", "--quiet", distribution], capture_output=True)
+    return done.returncode == 0
+
+
+def _pip_uninstall(python: Path, distribution: str) -> None:
+    done = subprocess.run([str(python), "-m", "pip", "uninstall", "--yes", distribution], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise DependencyError(f"removing {distribution} from {python} failed: {done.stderr.strip()[-500:]}",
+                              "DEVICE")
 
 
 def _pip_install(python: Path, requirements: list[str], reporter: Reporter) -> None:

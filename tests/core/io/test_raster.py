@@ -12,6 +12,7 @@ from otbtf_qgis.core.io.raster import (
     RasterInfo,
     nodata_mask,
     open_raster,
+    publish_together,
     raster_info,
     read_window,
     same_crs,
@@ -173,3 +174,29 @@ def test_color_table_and_categories(tmp_path: Path):
 def test_window_geotransform():
     gt = (100.0, 2.0, 0.0, 200.0, 0.0, -3.0)
     assert window_geotransform(gt, Window(16, 4, 10, 10)) == (132.0, 2.0, 0.0, 188.0, 0.0, -3.0)
+
+
+def test_publish_together_replaces_no_previous_output_when_one_file_cannot_be_completed(tmp_path: Path):
+    first, second = tmp_path / "probabilities.tif", tmp_path / "classes.tif"
+    for path, value in ((first, 1), (second, 2)):  # the outputs of an earlier run
+        with GeoTiffWriter(path, 4, 4, 1, np.uint8, (0, 1, 0, 0, 0, -1)) as writer:
+            writer.write(Window(0, 0, 4, 4), np.full((4, 4), value, np.uint8))
+    writers = [GeoTiffWriter(path, 4, 4, 1, np.uint8, (0, 1, 0, 0, 0, -1)) for path in (first, second)]
+    for writer in writers:
+        writer.write(Window(0, 0, 4, 4), np.full((4, 4), 9, np.uint8))
+
+    def disk_full() -> None:
+        writers[1].abort()
+        raise RasterIOError("finishing failed: disk full.", "OUTPUT_CLASSES")
+
+    writers[1].complete = disk_full  # type: ignore[method-assign]
+    with pytest.raises(RasterIOError, match="disk full"):
+        publish_together(writers)
+    assert gdal.Open(str(first)).ReadAsArray().tolist() == [[1] * 4] * 4  # the earlier output is intact
+    assert gdal.Open(str(second)).ReadAsArray().tolist() == [[2] * 4] * 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.tif", "probabilities.tif"]
+    writers = [GeoTiffWriter(path, 4, 4, 1, np.uint8, (0, 1, 0, 0, 0, -1)) for path in (first, second)]
+    for writer in writers:
+        writer.write(Window(0, 0, 4, 4), np.full((4, 4), 9, np.uint8))
+    assert publish_together(writers) == [first, second]
+    assert gdal.Open(str(second)).ReadAsArray().tolist() == [[9] * 4] * 4

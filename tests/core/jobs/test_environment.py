@@ -203,3 +203,15 @@ def test_gpu_summary():
         {"name": "/physical_device:GPU:0", "model": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"},
         {"name": "/physical_device:GPU:1", "model": "", "compute_capability": None},
     ]) == "/physical_device:GPU:0 (NVIDIA A100-SXM4-40GB, compute capability 8.0), /physical_device:GPU:1"
+
+
+@pytest.mark.parametrize(("requirements", "other"), [
+    (["tensorflow-cpu==2.21.0", "numpy==1.26.4"], "tensorflow"),
+    (["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4"], "tensorflow-cpu"),
+    (["numpy==1.26.4", "Tensorflow_CPU>=2.20"], "tensorflow"),
+    (["numpy==1.26.4", "tensorboard==2.21.0"], None),
+])
+def test_switching_device_removes_the_other_tensorflow_build(requirements, other):
+    from otbtf_qgis.core.jobs.environment import other_tensorflow_build
+
+    assert other_tensorflow_build(requirements) == other
