@@ -430,9 +430,11 @@ def parse_window(text: str) -> tuple[int, int, int, int]:
 def main() -> None:
     """Command line of the demo."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "demo")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--output", type=Path, default=ROOT / "demo-output",
+                        help="folder of the results (replaced; default: demo-output)")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "demo",
+                        help="folder of the scene, fetched there when missing (default: data/demo)")
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")
     parser.add_argument("--step", type=int, default=2, help="sampling grid step inside the polygons (pixels)")
     parser.add_argument("--window", type=parse_window, default=None, metavar="COLUMN,ROW,WIDTH,HEIGHT",
                         help="work on this window of the scene only (fast variant; it needs at least three "
