@@ -8,7 +8,6 @@ from typing import Any
 from qgis.core import (
     QgsProcessing,
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -21,11 +20,10 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from otbtf_qgis.core.errors import OtbtfError
 from otbtf_qgis.core.jobs.codec import config_to_dict
 from otbtf_qgis.core.jobs.configs.accuracyassessment import AccuracyAssessmentConfig
 from otbtf_qgis.core.jobs.params import list_items
-from otbtf_qgis.processing.algorithm import OtbtfAlgorithm
+from otbtf_qgis.processing.algorithm import OtbtfAlgorithm, parameter_errors
 
 
 class AccuracyAssessmentAlgorithm(OtbtfAlgorithm):
@@ -122,37 +120,27 @@ class AccuracyAssessmentAlgorithm(OtbtfAlgorithm):
         Raises:
             QgsProcessingException: a parameter is missing or inconsistent (naming it).
         """
-        raster = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        reference_raster = self.parameterAsRasterLayer(parameters, self.REFERENCE_RASTER, context)
-        reference = ""
-        if parameters.get(self.REFERENCE) not in (None, ""):
-            reference = self.parameterAsCompatibleSourceLayerPath(
-                parameters, self.REFERENCE, context, ["gpkg", "shp"], "gpkg", feedback)
-        nodata = parameters.get(self.NODATA)
-        split_value = self.parameterAsString(parameters, self.SPLIT_VALUE, context)
-        try:
+        with parameter_errors():
             return AccuracyAssessmentConfig(
-                input=raster.source() if raster is not None else "",
+                input=self.raster_path(parameters, self.INPUT, context),
                 output_matrix=self.parameterAsFileOutput(parameters, self.OUTPUT_MATRIX, context) or "",
-                reference=reference or "",
+                reference=self.vector_path(parameters, self.REFERENCE, context, feedback),
                 class_field=self.parameterAsString(parameters, self.CLASS_FIELD, context) or "",
-                reference_raster=reference_raster.source() if reference_raster is not None else "",
+                reference_raster=self.raster_path(parameters, self.REFERENCE_RASTER, context),
                 split_field=self.parameterAsString(parameters, self.SPLIT_FIELD, context) or "",
-                split_value=split_value if split_value else "test",
-                nodata=None if nodata in (None, "") else self.parameterAsDouble(parameters, self.NODATA, context),
+                split_value=self.parameterAsString(parameters, self.SPLIT_VALUE, context),
+                nodata=self.optional_double(parameters, self.NODATA, context),
                 class_names=tuple(list_items(self.parameterAsString(parameters, self.CLASS_NAMES, context) or "")),
                 output_report=self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or "",
                 output_class_table=self.parameterAsFileOutput(parameters, self.OUTPUT_CLASS_TABLE, context) or "",
             )
-        except OtbtfError as exc:
-            raise QgsProcessingException(str(exc)) from exc
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         """Run the ``accuracyassessment`` job in the worker."""
         config = self.build_config(parameters, context, feedback)
         files = [config.output_matrix, config.output_report, config.output_class_table]
-        result = self.run_job("accuracyassessment", config_to_dict(config), feedback,
+        result = self.run_job(self.NAME, config_to_dict(config), feedback,
                               outputs=[path for path in files if path])
         written = result.get("outputs", {})
         return {

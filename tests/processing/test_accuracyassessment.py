@@ -85,6 +85,13 @@ def test_bad_parameters_are_processing_errors_naming_the_parameter(algorithm, in
     with pytest.raises(QgsProcessingException, match=r"^REFERENCE: neither REFERENCE nor REFERENCE_RASTER given"):
         algorithm.build_config({"INPUT": str(inputs["map"]), "OUTPUT_MATRIX": str(tmp_path / "m.csv")}, context,
                                None)
+    with pytest.raises(QgsProcessingException, match=r"^REFERENCE_RASTER: '.*missing\.tif' is not a raster"):
+        algorithm.build_config({"INPUT": str(inputs["map"]), "REFERENCE_RASTER": str(tmp_path / "missing.tif"),
+                                "OUTPUT_MATRIX": str(tmp_path / "m.csv")}, context, QgsProcessingFeedback())
+    with pytest.raises(QgsProcessingException, match=r"^INPUT: '.*nomap\.tif' is not a raster QGIS can open"):
+        algorithm.build_config({"INPUT": str(tmp_path / "nomap.tif"), "REFERENCE": str(inputs["polygons"]),
+                                "CLASS_FIELD": "name", "OUTPUT_MATRIX": str(tmp_path / "m.csv")}, context,
+                               QgsProcessingFeedback())
     with pytest.raises(QgsProcessingException, match=r"^CLASS_FIELD: no class field given for REFERENCE"):
         algorithm.build_config({"INPUT": str(inputs["map"]), "REFERENCE": str(inputs["polygons"]),
                                 "OUTPUT_MATRIX": str(tmp_path / "m.csv")}, context, None)

@@ -10,6 +10,9 @@ import pytest
 
 from tests.processing.conftest import qgis_process, run_json
 
+#: The Dask pins of the default requirements (serving on several machines).
+DASK = ["dask[distributed]==2026.8.0", "distributed==2026.8.0"]
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -41,10 +44,10 @@ def test_creates_environment_and_the_provider_uses_it(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("device", "gpu", "expected"), [
-    (0, True, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),  # auto
-    (0, False, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),
-    (1, True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),  # cpu
-    (2, False, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0"]),  # cuda
+    (0, True, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0", *DASK]),  # auto
+    (0, False, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0", *DASK]),
+    (1, True, ["tensorflow-cpu==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0", *DASK]),  # cpu
+    (2, False, ["tensorflow[and-cuda]==2.21.0", "numpy==1.26.4", "tensorboard==2.21.0", *DASK]),  # cuda
 ])
 def test_device_chooses_the_tensorflow_package(qgis_app, monkeypatch, device, gpu, expected):
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback
@@ -55,7 +58,7 @@ def test_device_chooses_the_tensorflow_package(qgis_app, monkeypatch, device, gp
     monkeypatch.setattr(environment.sys, "platform", "linux")
     monkeypatch.setattr(environment, "nvidia_gpu_present", lambda: gpu)
     alg = algorithm("createenvironment")
-    parameters = {"PACKAGES": "tensorflow-cpu==2.21.0 numpy==1.26.4 tensorboard==2.21.0", "DEVICE": device}
+    parameters = {"PACKAGES": " ".join(environment.DEFAULT_REQUIREMENTS), "DEVICE": device}  # the default
     assert alg.requirements(parameters, QgsProcessingContext(), QgsProcessingFeedback()) == expected
 
 
