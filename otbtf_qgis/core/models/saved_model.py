@@ -203,11 +203,29 @@ def configure_threads(tiles: int = CONCURRENT_TILES) -> None:
     import tensorflow as tf
 
     cores = os.cpu_count() or 1
-    if tiles < 2 or cores < 2 or tf.config.list_physical_devices("GPU"):
+    if share_gpus():
+        return
+    if tiles < 2 or cores < 2:
         return
     with contextlib.suppress(RuntimeError):  # TensorFlow has started: keep its settings
         tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // tiles))
         tf.config.threading.set_inter_op_parallelism_threads(tiles)
+
+
+def share_gpus() -> bool:
+    """Let TensorFlow take GPU memory as it needs it rather than all at start; whether GPUs are seen.
+
+    By default TensorFlow reserves nearly all the memory of every GPU it sees, so a second
+    process on the same machine (Dask workers of ``local:N``) could not start a model.
+    Does nothing to GPUs TensorFlow has started on already.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        with contextlib.suppress(RuntimeError, ValueError):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    return bool(gpus)
 
 
 def concurrent_tiles() -> int:

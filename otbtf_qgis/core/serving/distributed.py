@@ -136,9 +136,9 @@ def _configure_tensorflow(cores: int, tasks: int) -> int | None:
     """
     import tensorflow as tf
 
-    from otbtf_qgis.core.models.saved_model import CONCURRENT_TILES
+    from otbtf_qgis.core.models.saved_model import CONCURRENT_TILES, share_gpus
 
-    if tf.config.list_physical_devices("GPU"):
+    if share_gpus():
         return None
     per_task = max(1, cores // tasks)
     tiles = CONCURRENT_TILES if per_task >= CONCURRENT_TILES else 1

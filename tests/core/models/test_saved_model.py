@@ -73,5 +73,7 @@ def test_threads_are_split_between_tiles_only_without_a_gpu(monkeypatch, gpus, s
                         lambda n: calls.append(("intra", n)))
     monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads",
                         lambda n: calls.append(("inter", n)))
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth",
+                        lambda device, grow: calls.append(("growth " + device, grow)))
     saved_model.configure_threads(2)
-    assert calls == ([("intra", 4), ("inter", 2)] if split else [])
+    assert calls == ([("intra", 4), ("inter", 2)] if split else [("growth /physical_device:GPU:0", True)])
