@@ -248,7 +248,8 @@ def run(config: TrainModelConfig, reporter: Reporter | None = None) -> dict[str,
         try:
             train_epochs(loop, distributed, config, progress, steps, reporter,
                          SummaryWriters(workspace / LOGS, reporter), checkpoints,
-                         {"n_classes": data.n_classes, "train_data": data.train.path})
+                         {"n_classes": data.n_classes, "train_data": data.train.path,
+                          "valid_data": config.valid_data})
             if progress.best_epoch and progress.best_epoch != progress.epoch:
                 checkpoints.restore_best(progress)
             if progress.best_epoch:
@@ -313,6 +314,12 @@ def _start(config: TrainModelConfig, checkpoints: Checkpoints, workspace: Path, 
         restored = checkpoints.restore()
         if restored is not None:
             reporter.info(f"resuming after epoch {restored.epoch} from {workspace}")
+            before = (checkpoints.read_state() or {}).get("valid_data")
+            if restored.best_epoch and before is not None and before != config.valid_data:
+                # a validation loss of other data is no yardstick for the epochs to come
+                reporter.info(f"VALID_DATA changed since the checkpoint ('{before}'): the best epoch is chosen "
+                              "among the epochs to come.")
+                restored.best_epoch, restored.best_val_loss = 0, math.inf
             if restored.stopped_early and config.patience:
                 reporter.info(f"early stopping ended this training at epoch {restored.epoch}: exporting it.")
             elif restored.epoch >= config.epochs:

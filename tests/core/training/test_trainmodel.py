@@ -165,6 +165,18 @@ def test_early_stopping_and_resume_after_it(overfitting_folders, tmp_path: Path)
     assert again["metrics"]["val_loss"] == pytest.approx(result["metrics"]["val_loss"])
 
 
+def test_resume_with_other_validation_data_chooses_the_best_epoch_anew(overfitting_folders, tmp_path: Path):
+    folders = overfitting_folders
+    output = tmp_path / "model"
+    first = run(config(folders, output, epochs=3))
+    assert first["exported_epoch"] < 3  # the contradicting validation labels: later epochs only get worse
+    resumed = Recorder()
+    again = run(config(folders, output, epochs=5, resume=True, valid_data=str(folders["train"])), resumed)
+    assert (f"VALID_DATA changed since the checkpoint ('{folders['valid']}'): the best epoch is chosen among the "
+            "epochs to come." in resumed.messages)
+    assert again["exported_epoch"] in (4, 5)
+
+
 def test_patience_needs_validation_data(folders: dict[str, Path], tmp_path: Path):
     with pytest.raises(InputError, match="early stopping watches the validation loss: give VALID_DATA") as error:
         run(config(folders, tmp_path / "m", valid_data="", patience=3))
