@@ -41,6 +41,7 @@ from otbtf_qgis.core.assessment.report import (
     class_metrics,
     class_table_csv,
     html_report,
+    json_number,
     matrix_csv,
 )
 from otbtf_qgis.core.assessment.statistics import (
@@ -349,10 +350,6 @@ def assess(config: AccuracyAssessmentConfig, reporter: Reporter | None = None,
     return assessment, result_of(assessment)
 
 
-def _plain(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
-
-
 def result_of(assessment: Assessment) -> dict[str, Any]:
     """The worker result: every figure of the assessment, JSON-ready (``None`` where undefined)."""
     a = assessment
@@ -363,9 +360,9 @@ def result_of(assessment: Assessment) -> dict[str, Any]:
     for k, name in enumerate(a.names):
         per_class[name] = {
             "code": a.codes[k],
-            "users_accuracy": _plain(a.accuracies.users[k]),
-            "producers_accuracy": _plain(a.accuracies.producers[k]),
-            "f1": _plain(f1[k]),
+            "users_accuracy": json_number(a.accuracies.users[k]),
+            "producers_accuracy": json_number(a.accuracies.producers[k]),
+            "f1": json_number(f1[k]),
             "map_sample_pixels": int(a.accuracies.map_counts[k]),
             "reference_pixels": int(a.accuracies.reference_counts[k]),
             "map_pixels": a.map_pixels[k],
@@ -379,13 +376,13 @@ def result_of(assessment: Assessment) -> dict[str, Any]:
         "classes": a.names,
         "codes": a.codes,
         "matrix": a.matrix.tolist(),
-        "overall_accuracy": _plain(a.interval.overall_accuracy),
-        "overall_accuracy_se": _plain(a.interval.standard_error),
-        "overall_accuracy_low": _plain(a.interval.low),
-        "overall_accuracy_high": _plain(a.interval.high),
+        "overall_accuracy": json_number(a.interval.overall_accuracy),
+        "overall_accuracy_se": json_number(a.interval.standard_error),
+        "overall_accuracy_low": json_number(a.interval.low),
+        "overall_accuracy_high": json_number(a.interval.high),
         "sampling_units": a.interval.units,
         "assessed_pixels": a.interval.pixels,
-        "kappa": _plain(a.kappa),
+        "kappa": json_number(a.kappa),
         "mean_f1": float(defined.mean()) if defined.size else None,
         "min_f1": float(defined.min()) if defined.size else None,
         "class_metrics": class_metrics(a),

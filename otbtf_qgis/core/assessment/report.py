@@ -139,16 +139,17 @@ def class_table_csv(assessment: Assessment) -> str:
     return _csv(rows)
 
 
-def _json_number(value: float) -> float | None:
+def json_number(value: float) -> float | None:
+    """``value`` as a JSON number, ``None`` for NaN (an undefined figure)."""
     return None if math.isnan(value) else float(value)
 
 
 def class_metrics(assessment: Assessment) -> dict[str, dict[str, float | None]]:
     """Class name → ``{"users_accuracy", "producers_accuracy", "f1"}`` (``None`` where undefined)."""
     acc = assessment.accuracies
-    return {name: {"users_accuracy": _json_number(float(acc.users[k])),
-                   "producers_accuracy": _json_number(float(acc.producers[k])),
-                   "f1": _json_number(float(acc.f1[k]))}
+    return {name: {"users_accuracy": json_number(float(acc.users[k])),
+                   "producers_accuracy": json_number(float(acc.producers[k])),
+                   "f1": json_number(float(acc.f1[k]))}
             for k, name in enumerate(assessment.names)}
 
 

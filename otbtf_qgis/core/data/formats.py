@@ -62,10 +62,7 @@ def read_manifest(folder: str | os.PathLike[str], parameter: str = "INPUT") -> d
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"the manifest '{path}' cannot be read ({exc}). Recreate the dataset.", parameter) from exc
+    data = read_json_file(path, parameter)
     if not isinstance(data, dict) or not isinstance(data.get("format"), str):
         raise DatasetError(f"'{path}' is not an otbtf_qgis manifest (no \"format\"). Recreate the dataset.", parameter)
     return data
