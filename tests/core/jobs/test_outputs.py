@@ -76,13 +76,14 @@ def test_a_folder_without_write_permission_is_named(tmp_path: Path):
     locked.mkdir(parents=True)
     shared.chmod(0o755)
     locked.chmod(0o555)
+    # The imports come first, as root: the checkout may sit in a folder private to root.
     code = textwrap.dedent(f"""
         import os, sys
-        if os.geteuid() == 0:
-            os.setgid({NOBODY}); os.setuid({NOBODY})
         from pathlib import Path
         from otbtf_qgis.core.errors import RasterIOError
         from otbtf_qgis.core.jobs.outputs import ensure_writable_parent
+        if os.geteuid() == 0:
+            os.setgid({NOBODY}); os.setuid({NOBODY})
         try:
             ensure_writable_parent(Path({str(locked / "x.tif")!r}), "OUTPUT")
         except RasterIOError as exc:
